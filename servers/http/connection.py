@@ -1,0 +1,413 @@
+"""The server side of one HTTP/1.1 connection, as a state machine with no I/O.
+
+How data flows (every era's server loop has this shape)::
+
+      socket bytes                                            socket bytes
+          |                                                        ^
+          v                                                        |
+    receive_data(b) --> [ buffer ] --> next_event() --> Request    |
+                                                        Data...    |
+                                                        EndOfMessage
+                                                           |       |
+                                        the era calls its app      |
+                                                           v       |
+                        send(Response / Data / EndOfMessage) -> bytes
+
+The connection keeps two states, one per side, as h11 does: what the client is doing
+(``their_state``) and what we are doing (``our_state``). Both start IDLE. A request moves
+the client through SEND_BODY to DONE, and the server through SEND_RESPONSE and SEND_BODY
+to DONE. The legal moves are the two tables below; anything else is a bug in the caller
+and raises LocalProtocolError naming the event, the side and the state.
+
+House rules:
+
+1. **One request at a time.** Once the client's message is complete, ``next_event()``
+   answers PAUSED until the response is complete too, even if the next pipelined request
+   is already buffered. Pipelined requests are thereby answered in order (RFC 9112 §9.3.2)
+   without the server having to think about it.
+2. **Keep-alive is a reset.** When both sides are DONE and the connection may persist,
+   ``start_next_cycle()`` puts both back to IDLE; only per-request state is dropped, the
+   buffer (with any pipelined bytes) is kept.
+3. **An error ends the connection.** After a RemoteProtocolError the client side is in
+   ERROR; the server may still send one response (``error_response()`` builds it) and
+   then must close. The core never tries to resynchronise with a confused client: that
+   is exactly how a smuggled request would get through.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    Header,
+    InformationalResponse,
+    Limits,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Signal,
+)
+from .readers import BodyReader, ChunkedReader, ContentLengthReader, HeadReader
+from .writers import (
+    BodyWriter,
+    ChunkedWriter,
+    CloseDelimitedWriter,
+    ContentLengthWriter,
+    NoBodyWriter,
+    head_bytes,
+    http_date,
+    parse_content_length,
+    validate_header,
+)
+
+__all__ = ["SERVER_SOFTWARE", "ServerConnection", "State"]
+
+SERVER_SOFTWARE = b"gatewaylab/0.1"
+
+
+class State(enum.Enum):
+    IDLE = "IDLE"  # between messages
+    SEND_RESPONSE = "SEND_RESPONSE"  # server only: a request arrived, no final response yet
+    SEND_BODY = "SEND_BODY"  # the head went, the body is under way
+    DONE = "DONE"  # this side's message is complete
+    MUST_CLOSE = "MUST_CLOSE"  # done, and the connection may not be reused
+    CLOSED = "CLOSED"  # the client has closed its side
+    SWITCHED = "SWITCHED"  # 101 sent: the bytes now belong to another protocol (WebSocket)
+    ERROR = "ERROR"  # a protocol error: the connection has to close
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# The legal moves, as tables (h11 _state.py style). Key: (state, event class).
+CLIENT_TRANSITIONS: dict[tuple[State, type], State] = {
+    (State.IDLE, Request): State.SEND_BODY,
+    (State.IDLE, ConnectionClosed): State.CLOSED,
+    (State.SEND_BODY, Data): State.SEND_BODY,
+    (State.SEND_BODY, EndOfMessage): State.DONE,
+    (State.DONE, ConnectionClosed): State.CLOSED,
+    (State.MUST_CLOSE, ConnectionClosed): State.CLOSED,
+}
+SERVER_TRANSITIONS: dict[tuple[State, type], State] = {
+    (State.SEND_RESPONSE, InformationalResponse): State.SEND_RESPONSE,
+    (State.SEND_RESPONSE, Response): State.SEND_BODY,
+    (State.SEND_BODY, Data): State.SEND_BODY,
+    (State.SEND_BODY, EndOfMessage): State.DONE,
+}
+
+# RFC 9110 §15.2.2, §15.3.5, §15.4.5 and §9.3.2: these never carry a body.
+_NO_BODY_STATUSES = frozenset({204, 304})
+# Headers the core owns: the app's versions would contradict the framing it chose.
+_FRAMING = (b"transfer-encoding",)
+
+
+class ServerConnection:
+    """One client connection, seen from the server. Feed it bytes, get events; send events,
+    get bytes. Not thread-safe: one thread or task owns a connection at a time."""
+
+    def __init__(self, limits: Limits | None = None, server: bytes = SERVER_SOFTWARE) -> None:
+        self.limits = limits or Limits()
+        self.server_software = server
+        self._buf = bytearray()
+        self._eof = False
+        self._start_cycle()
+
+    def _start_cycle(self) -> None:
+        """Reset the per-request state: everything that a keep-alive reset forgets."""
+        self.their_state = State.IDLE
+        self.our_state = State.IDLE
+        self.request: Request | None = None
+        self._reader: HeadReader | BodyReader = HeadReader(self.limits)
+        self._writer: BodyWriter | None = None
+        self._keep_alive = True
+        self.waiting_for_100_continue = False
+        self.response_status: int | None = None
+
+    # -- the client's side ----------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the socket; ``b""`` means the client closed its side (EOF)."""
+        if data:
+            if self._eof:
+                raise LocalProtocolError("received data after end of input")
+            self._buf += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event | Signal:
+        """The next event from the client, or NEED_DATA, or PAUSED; may raise
+        RemoteProtocolError, after which the client side is in ERROR."""
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self._fail()
+            raise
+
+    def _next_event(self) -> Event | Signal:
+        state = self.their_state
+        if state is State.IDLE:
+            if self.our_state is not State.IDLE:
+                return PAUSED  # an error response is still going out
+            if not self._buf and self._eof:
+                return self._client_event(ConnectionClosed())
+            assert isinstance(self._reader, HeadReader)
+            request = self._reader(self._buf, self._eof)
+            if request is None:
+                return NEED_DATA
+            return self._client_event(request)
+        if state is State.SEND_BODY:
+            assert not isinstance(self._reader, HeadReader)
+            event = self._reader(self._buf, self._eof)
+            if event is None:
+                return NEED_DATA
+            return self._client_event(event)
+        if state is State.CLOSED:
+            return ConnectionClosed()
+        # A client may half-close right after its request; it still gets its response,
+        # and hears of the close only once that response is complete.
+        if self._eof and not self._buf and self.response_complete:
+            return self._client_event(ConnectionClosed())
+        if state is State.ERROR:
+            raise LocalProtocolError("next_event() after a protocol error: close the connection")
+        return PAUSED  # rule 1: wait for our response before reading the next request
+
+    def _client_event(self, event: Event) -> Event:
+        self.their_state = self._move(CLIENT_TRANSITIONS, "client", self.their_state, event)
+        if isinstance(event, Request):
+            self.request = event
+            self.our_state = State.SEND_RESPONSE
+            self._keep_alive = event.keep_alive
+            self.waiting_for_100_continue = event.expects_continue
+            if event.chunked:
+                self._reader = ChunkedReader(self.limits)
+            else:
+                self._reader = ContentLengthReader(event.content_length or 0)
+        elif isinstance(event, Data | EndOfMessage):
+            # The client sent body bytes without waiting: it no longer waits for 100.
+            self.waiting_for_100_continue = False
+            if isinstance(event, EndOfMessage):
+                self._maybe_must_close()
+        return event
+
+    # -- our side -----------------------------------------------------------------------------
+    def send(self, event: InformationalResponse | Response | Data | EndOfMessage) -> bytes:
+        """The bytes that put ``event`` on the wire. LocalProtocolError if it is illegal now;
+        after one, the connection must be closed (our side is in ERROR)."""
+        try:
+            return self._send(event)
+        except LocalProtocolError:
+            self.our_state = State.ERROR
+            self._keep_alive = False
+            raise
+
+    def _send(self, event: InformationalResponse | Response | Data | EndOfMessage) -> bytes:
+        new_state = self._move(SERVER_TRANSITIONS, "server", self.our_state, event)
+        if isinstance(event, InformationalResponse):
+            out = self._informational(event)
+        elif isinstance(event, Response):
+            out = self._response_head(event)
+        elif isinstance(event, Data):
+            assert self._writer is not None
+            out = self._writer.data(event.data)
+        else:
+            assert self._writer is not None
+            out = self._writer.end(list(event.trailers))
+        if self.our_state is not State.SWITCHED:
+            self.our_state = new_state
+        if isinstance(event, EndOfMessage):
+            self._maybe_must_close()
+        return out
+
+    def _informational(self, event: InformationalResponse) -> bytes:
+        if not 100 <= event.status_code <= 199:
+            raise LocalProtocolError(f"InformationalResponse with status {event.status_code}")
+        headers = [self._checked(name, value) for name, value in event.headers]
+        if event.status_code == 100:
+            self.waiting_for_100_continue = False
+        elif event.status_code == 101:
+            # RFC 9110 §15.2.2: after 101 the connection speaks the new protocol from the
+            # byte after the blank line. The era takes the rest with trailing_data().
+            self.our_state = State.SWITCHED
+        return head_bytes(event.status_code, event.reason, headers)
+
+    def _response_head(self, event: Response) -> bytes:
+        status = event.status_code
+        if not 200 <= status <= 999:
+            raise LocalProtocolError(
+                f"Response status {status}: a final status is 200-999 (use "
+                "InformationalResponse for 1xx)"
+            )
+        if self.waiting_for_100_continue:
+            # RFC 9110 §10.1.1: a final answer before 100 means the client may never send
+            # the body it announced, so the connection cannot be trusted for another request.
+            self._keep_alive = False
+            self.waiting_for_100_continue = False
+        self.response_status = status
+        request = self.request
+        headers: list[Header] = []
+        content_length: int | None = None
+        has_date = has_server = False
+        for raw_name, value in event.headers:
+            name, value = self._checked(raw_name, value)
+            lname = name.lower()
+            if lname == b"content-length":
+                length = parse_content_length(value)
+                if content_length is not None and length != content_length:
+                    raise LocalProtocolError("the app sent two different Content-Length values")
+                content_length = length
+                continue  # added below, once, where the framing is chosen
+            elif lname == b"connection":
+                # Connection is ours to manage (RFC 9110 §7.6.1); honour an app's "close".
+                if b"close" in value.lower():
+                    self._keep_alive = False
+                continue
+            elif lname in _FRAMING:
+                raise LocalProtocolError(
+                    f"the app sent {name!r}: the server chooses the transfer coding itself"
+                )
+            elif lname == b"date":
+                has_date = True
+            elif lname == b"server":
+                has_server = True
+            headers.append((name, value))
+
+        # The framing (RFC 9112 §6.3), chosen once, here.
+        http_10 = request is not None and request.http_version == b"1.0"
+        head_request = request is not None and request.method == b"HEAD"
+        if head_request or status in _NO_BODY_STATUSES:
+            self._writer = NoBodyWriter()
+            if content_length is not None and status not in _NO_BODY_STATUSES:
+                headers.append((b"Content-Length", b"%d" % content_length))
+        elif content_length is not None:
+            self._writer = ContentLengthWriter(content_length)
+            headers.append((b"Content-Length", b"%d" % content_length))
+        elif not http_10 and request is not None:
+            self._writer = ChunkedWriter()
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            # §6.1: never chunked to a 1.0 client; the close marks the end of the body.
+            self._writer = CloseDelimitedWriter()
+            self._keep_alive = False
+
+        if self.their_state is State.ERROR:
+            self._keep_alive = False
+        if not self._keep_alive:
+            headers.append((b"Connection", b"close"))
+        elif http_10:
+            headers.append((b"Connection", b"keep-alive"))
+        if not has_date:
+            headers.append((b"Date", http_date()))
+        if not has_server:
+            headers.append((b"Server", self.server_software))
+        return head_bytes(status, event.reason, headers)
+
+    @staticmethod
+    def _checked(name: bytes | str, value: bytes | str) -> Header:
+        if isinstance(name, str) or isinstance(value, str):
+            raise LocalProtocolError(f"header ({name!r}, {value!r}): names and values are bytes")
+        validate_header(name, value)
+        return name, value
+
+    # -- convenience for whole responses ------------------------------------------------------
+    def send_response(
+        self,
+        status: int,
+        headers: list[Header] | tuple[Header, ...] = (),
+        body: bytes = b"",
+        reason: bytes = b"",
+    ) -> bytes:
+        """Head, body and end in one call, with Content-Length: the common case."""
+        headers = [*headers, (b"Content-Length", b"%d" % len(body))]
+        return b"".join(
+            (
+                self.send(Response(status, tuple(headers), reason)),
+                self.send(Data(body)),
+                self.send(EndOfMessage()),
+            )
+        )
+
+    def error_response(self, error: ProtocolError) -> bytes:
+        """The answer to a protocol error: its status and a one-line explanation, then close.
+
+        Only the message is sent, never a traceback (STYLE rule 8). If the response had
+        already started, there is nothing honest left to say: b"" and the caller closes.
+        """
+        self._keep_alive = False
+        if self.our_state not in (State.IDLE, State.SEND_RESPONSE):
+            self.our_state = State.MUST_CLOSE
+            return b""
+        self.our_state = State.SEND_RESPONSE
+        body = f"{error}\n".encode("utf-8", "replace")
+        return self.send_response(
+            error.status, [(b"Content-Type", b"text/plain; charset=utf-8")], body
+        )
+
+    # -- keep-alive and shutdown --------------------------------------------------------------
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may carry another request after this one."""
+        return self._keep_alive
+
+    def _maybe_must_close(self) -> None:
+        if self._keep_alive:
+            return
+        if self.their_state is State.DONE:
+            self.their_state = State.MUST_CLOSE
+        if self.our_state is State.DONE:
+            self.our_state = State.MUST_CLOSE
+
+    def _fail(self) -> None:
+        self.their_state = State.ERROR
+        self._keep_alive = False
+        if self.our_state is State.IDLE:
+            self.our_state = State.SEND_RESPONSE  # so that error_response() may answer
+
+    @property
+    def response_complete(self) -> bool:
+        """Our response is fully produced (it may still be sitting in a socket buffer)."""
+        return self.our_state in (State.DONE, State.MUST_CLOSE)
+
+    @property
+    def can_reuse(self) -> bool:
+        """Both messages are complete and the connection may carry another request."""
+        return self.our_state is State.DONE and self.their_state is State.DONE
+
+    def start_next_cycle(self) -> None:
+        """Keep-alive (house rule 2): forget the request, keep the buffered bytes."""
+        if not self.can_reuse:
+            raise LocalProtocolError(
+                f"start_next_cycle() with client {self.their_state!r} and server "
+                f"{self.our_state!r}: both must be DONE on a connection that may persist"
+            )
+        self._start_cycle()
+
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """After 101 Switching Protocols: the bytes already received for the new protocol,
+        and whether the client has closed. The buffer is handed over and emptied."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data, self._eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events (pipelined requests, body)."""
+        return len(self._buf)
+
+    @staticmethod
+    def _move(
+        table: dict[tuple[State, type], State], role: str, state: State, event: Event
+    ) -> State:
+        try:
+            return table[state, type(event)]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{type(event).__name__} is not allowed for the {role} in state {state!r}"
+            ) from None
+
