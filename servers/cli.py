@@ -24,9 +24,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def base_parser(era: str, description: str, default_app: str | None = None) -> argparse.ArgumentParser:
+def base_parser(
+    era: str, description: str, default_app: str | None = None
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m servers {era}", description=description)
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)"
+    )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port to bind; 0 picks a free one"
     )

@@ -106,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     for era in ERAS:
         if not era.built:
             missing.append(era)
-            table.add_row(era.name, era.model, "[yellow]not built yet[/]",
-                          f"[yellow]arrives with lesson {era.lesson}[/]")
+            table.add_row(
+                era.name,
+                era.model,
+                "[yellow]not built yet[/]",
+                f"[yellow]arrives with lesson {era.lesson}[/]",
+            )
             continue
         console.print(f"starting the {era.name} era ...")
         try:
@@ -119,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     if missing:
         console.print(
-            "Not built yet: " + ", ".join(f"{e.name} (lesson {e.lesson})" for e in missing)
+            "Not built yet: "
+            + ", ".join(f"{e.name} (lesson {e.lesson})" for e in missing)
             + ". The demo runs what exists; each era joins the table when its server lands."
         )
     return 0

@@ -32,14 +32,38 @@ class Era:
 
 
 ERAS: tuple[Era, ...] = (
-    Era("cgi", "servers.cgi", "forking CGI/1.1 server (RFC 3875)", "a process per request", 1,
-        "cgi-bin scripts"),
-    Era("fastcgi", "servers.fastcgi.gateway", "FastCGI gateway + application server",
-        "a long-running process fed records", 2, "FastCGI responder"),
-    Era("wsgi", "servers.wsgi", "threaded WSGI server (PEP 3333)", "a pool of threads", 3,
-        "apps.wsgi:app"),
-    Era("asgi", "servers.asgi", "asyncio ASGI server (ASGI 3.0)", "tasks on one event loop", 4,
-        "apps.asgi:app"),
+    Era(
+        "cgi",
+        "servers.cgi",
+        "forking CGI/1.1 server (RFC 3875)",
+        "a process per request",
+        1,
+        "cgi-bin scripts",
+    ),
+    Era(
+        "fastcgi",
+        "servers.fastcgi.gateway",
+        "FastCGI gateway + application server",
+        "a long-running process fed records",
+        2,
+        "FastCGI responder",
+    ),
+    Era(
+        "wsgi",
+        "servers.wsgi",
+        "threaded WSGI server (PEP 3333)",
+        "a pool of threads",
+        3,
+        "apps.wsgi:app",
+    ),
+    Era(
+        "asgi",
+        "servers.asgi",
+        "asyncio ASGI server (ASGI 3.0)",
+        "tasks on one event loop",
+        4,
+        "apps.asgi:app",
+    ),
 )
 
 

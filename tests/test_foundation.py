@@ -1,5 +1,5 @@
 """The foundation end to end: the command line, the harness, the tracer, and the core on
-real sockets with real clients (curl, httpx, raw bytes), via tests/support/core_server.py."""
+real sockets with real clients (curl, httpx, raw bytes), via servers/wire.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from servers.eras import ERAS
 from servers.launch import ServerProcess, ServerStartError
 
-CORE_SERVER = [sys.executable, "-m", "tests.support.core_server", "--port", "0"]
+CORE_SERVER = [sys.executable, "-m", "servers.wire", "--port", "0"]
 
 
 def recv_all(sock: socket.socket) -> bytes:
@@ -46,7 +46,8 @@ def test_list_names_every_era() -> None:
 def test_unbuilt_era_says_so(era: object) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "servers", era.name],  # type: ignore[attr-defined]
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 3
     assert "not built yet" in result.stderr
@@ -101,9 +102,21 @@ def test_curl_chunked_upload_and_expect(core_server: ServerProcess) -> None:
         pytest.skip("curl is not installed: sudo apt-get install curl")
     body = b"x" * 200_000
     result = subprocess.run(
-        [curl, "-sS", "-H", "Transfer-Encoding: chunked", "-H", "Expect: 100-continue",
-         "--data-binary", "@-", core_server.url + "up"],
-        input=body, capture_output=True, check=True, timeout=30,
+        [
+            curl,
+            "-sS",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            "@-",
+            core_server.url + "up",
+        ],
+        input=body,
+        capture_output=True,
+        check=True,
+        timeout=30,
     )
     assert result.stdout.startswith(b"POST /up HTTP/1.1\nbody 200000 bytes")
 
@@ -125,8 +138,11 @@ def test_pipelined_requests_answered_in_order(core_server: ServerProcess) -> Non
     ("request_bytes", "status"),
     [
         (b"GET / HTTP/1.1\nHost: x\n\n", b"400"),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked"
-         b"\r\n\r\n0\r\n\r\n", b"400"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked"
+            b"\r\n\r\n0\r\n\r\n",
+            b"400",
+        ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
     ],

@@ -410,4 +410,3 @@ class ServerConnection:
             raise LocalProtocolError(
                 f"{type(event).__name__} is not allowed for the {role} in state {state!r}"
             ) from None
-

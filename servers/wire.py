@@ -1,14 +1,18 @@
-"""A deliberately tiny server on the shared HTTP core, for testing the foundation itself.
+"""The wire inspector: the shared HTTP core with no application behind it (lesson 0).
 
-It is not an era (those live in servers/): it exists so that the core, the tracer, the
-command-line conventions (``--port 0``, the ready line, exit 0 on SIGTERM) and the test
-harness can be checked against real clients (curl, httpx, raw sockets) before any era
-lands. One thread per connection, no limits beyond the core's own: test use only.
-
-Every request is answered with a text summary of what the core parsed::
+``python -m servers.wire [--port N] [--trace]`` answers every request with what the core
+made of it, so that a student can send bytes with curl or a raw socket and see, with
+``--trace``, exactly what went over the wire and how the core framed it::
 
     GET /path?q HTTP/1.1
     body 12 bytes sha256 ...
+
+It is not an era: it has no gateway interface at all, which is the point of lesson 0:
+this much (reading and framing HTTP/1.1) every era needs before it can hand a request to
+an application. It is also how the tests check the core, the tracer, the command-line
+conventions (``--port 0``, the ready line, exit 0 on SIGTERM) and the harness against real
+clients before any era lands. One thread per connection and no timeouts: a classroom and
+test tool, never to be exposed.
 """
 
 from __future__ import annotations
@@ -87,7 +91,9 @@ def serve_connection(sock: socket.socket, tracer: Tracer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = base_parser("core-test", "test server on the shared HTTP core").parse_args(argv)
+    args = base_parser(
+        "wire", "the shared HTTP core with no application: answers with what it parsed"
+    ).parse_args(argv)
     tracer = Tracer(args.trace)
     listener = socket.create_server((args.host, args.port))
     stopping = threading.Event()
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    ready_line("core-test", args.host, listener.getsockname()[1])
+    ready_line("wire", args.host, listener.getsockname()[1])
     while not stopping.is_set():
         try:
             sock, _ = listener.accept()
