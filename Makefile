@@ -12,7 +12,7 @@ ARGS   ?=
 .PHONY: help venv demo test lint typecheck check-notebooks bench bench-smoke serve clean
 
 help: ## list every target with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.%-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.%-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv is rebuilt only when pyproject.toml changes (the stamp is older than it).
 $(STAMP): pyproject.toml
