@@ -9,7 +9,8 @@ ERA    ?= asgi
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck check-notebooks bench bench-smoke serve clean
+.PHONY: help venv demo test lint check-notebooks bench serve clean \
+        notebooks notebooks-html
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.%-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,9 +35,24 @@ serve: $(STAMP) ## run one era's server: make serve ERA=wsgi ARGS=--trace
 test: $(STAMP) lint ## the whole suite: lint, types, then pytest
 	$(PY) -m pytest $(ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) check-notebooks ## ruff, mypy, and notebooks committed without outputs
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+
+check-notebooks: $(STAMP) ## fail if a notebook has outputs (strip: python -m lessons.check_notebooks --strip)
+	$(PY) -m lessons.check_notebooks
+
+# A pattern rule: `make lesson-3` runs lesson 3. It works on a terminal (pauses after each
+# step) and without one (straight through), as the tests run it.
+lesson-%: $(STAMP) ## walk through lesson N live: make lesson-0 [ARGS='--no-pause --step K --record F.svg']
+	$(PY) -m lessons $* $(ARGS)
+
+notebooks: $(STAMP) ## open JupyterLab on notebooks/, one notebook per lesson
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(ARGS)
+
+notebooks-html: $(STAMP) ## execute every notebook, write HTML with outputs to results/notebooks/
+	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=120 \
+	  --ExecutePreprocessor.kernel_name=python3 --output-dir results/notebooks notebooks/*.ipynb
 
 bench: $(STAMP) ## wrk against our servers and their peers, A B A B, medians and ratios
 	$(PY) -m loadtests.bench $(ARGS)

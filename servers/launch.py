@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Self
 
@@ -41,18 +41,45 @@ __all__ = [
     "ServerStartError",
     "free_port",
     "our_server_argv",
+    "signals_deferred",
     "wait_for_port",
 ]
 
 # The ready line every gatewaylab server prints once it listens, for example:
 #   gatewaylab wsgi ready on http://127.0.0.1:8000/ (pid 4242)
-READY_RE = re.compile(rb"ready on http://(?P<host>[^:/\s]+|\[[^\]]+\]):(?P<port>\d+)/")
+# A FastCGI application server speaks records, not HTTP, and says so with its scheme:
+#   gatewaylab fastcgi-app ready on fastcgi://127.0.0.1:9000/ (pid 4243)
+READY_RE = re.compile(rb"ready on (?:http|fastcgi)://(?P<host>[^:/\s]+|\[[^\]]+\]):(?P<port>\d+)/")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerStartError(RuntimeError):
     """The server did not come up; the message carries its output so the cause is visible."""
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back while a child is being started.
+
+    A Ctrl-C that lands inside ``subprocess.Popen``, after the fork but before Popen
+    returns, raises there: the child runs on and nobody holds its pid to stop it. Inside
+    this block the signals are only noted; they are delivered again as it ends, when the
+    caller already holds the child."""
+    pending: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    try:
+        old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in watched}
+    except ValueError:  # not the main thread: signals cannot arrive here anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        for watched_signal, handler in old.items():
+            signal.signal(watched_signal, handler)
+        for signum in pending:
+            signal.raise_signal(signum)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -136,6 +163,16 @@ class ServerProcess:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(0, {cpu})
 
+        with signals_deferred():
+            self._popen(preexec)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _popen(self, preexec: Callable[[], None] | None) -> None:
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -146,12 +183,6 @@ class ServerProcess:
             start_new_session=True,  # its own process group: stop() signals all of it
             preexec_fn=preexec,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
@@ -248,14 +279,23 @@ class ServerProcess:
         assert self.port is not None
         return (self.host, self.port)
 
-    def output_bytes(self) -> bytes:
-        """Everything the server printed so far (stdout and stderr, interleaved)."""
+    def output_bytes(self, start: int = 0) -> bytes:
+        """What the server printed from byte ``start`` on (stdout and stderr, interleaved).
+
+        The file's offset is shared with the server, which keeps writing through it, so we
+        never seek: os.pread reads at a position without moving the shared offset."""
         if self._log.closed:
-            return self._final_output
-        self._log.flush()
-        with open(self._log.fileno(), "rb", closefd=False) as f:
-            f.seek(0)
-            return f.read()
+            return self._final_output[start:]
+        chunks = []
+        while chunk := os.pread(self._log.fileno(), 1 << 20, start):
+            chunks.append(chunk)
+            start += len(chunk)
+        return b"".join(chunks)
+
+    def output_size(self) -> int:
+        if self._log.closed:
+            return len(self._final_output)
+        return os.fstat(self._log.fileno()).st_size
 
     def output(self) -> str:
         return self.output_bytes().decode("utf-8", "replace")

@@ -1,0 +1,439 @@
+"""The walkthrough as instructors and CI run it: every lesson straight through, the
+prompts on a terminal, Ctrl-C, and the messages for what goes wrong.
+
+Each test runs ``python -m lessons`` as a process and then checks, from /proc, that every
+server it announced ("started NAME: pid N") is gone: nothing left behind is part of the
+contract, not a nicety.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lessons.catalog import LessonInfo, course
+from servers.eras import ERAS, Era
+
+from .conftest import (
+    REPO,
+    Terminal,
+    assert_groups_gone,
+    child_env,
+    lessons_argv,
+    run_lessons,
+    started_pids,
+    write_lesson,
+)
+
+StartTerminal = Callable[[list[str]], Terminal]
+
+WIRE_SERVER = """
+## Start
+
+```console step=server name=wire
+$ python -m servers.wire --port 0 --trace
+```
+
+```http step=request server=wire
+GET /first HTTP/1.1
+Host: localhost
+
+```
+"""
+
+
+# -- every lesson, straight through ------------------------------------------------------------
+@dataclass
+class Run:
+    number: int
+    title: str
+    result: subprocess.CompletedProcess[str]
+    record: Path
+
+
+@pytest.fixture(scope="module", params=[i for i in course() if i.written], ids=lambda i: i.slug)
+def lesson_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Each written lesson, run once for the module: not a terminal and no --no-pause, so
+    the walkthrough must notice by itself that nobody will press Enter."""
+    info = request.param
+    record = tmp_path_factory.mktemp("record") / "session.html"
+    result = run_lessons(str(info.number), "--record", str(record), timeout=120)
+    return Run(info.number, info.title, result, record)
+
+
+def test_every_lesson_runs_straight_through(lesson_run: Run) -> None:
+    out, err = lesson_run.result.stdout, lesson_run.result.stderr
+    assert lesson_run.result.returncode == 0, out + err
+    assert "running straight through" in out
+    assert "Traceback" not in out + err
+    assert "failed" not in out
+    assert f"end of {lesson_run.title}" in out
+    assert_groups_gone(started_pids(out))
+    assert lesson_run.record.exists() and lesson_run.title in lesson_run.record.read_text()
+
+
+LESSON_0_SHOWS = (
+    "Request(method=b'POST', target=b'/upload'",  # the core in-process: events
+    "NEED_DATA 65 times",  # bytes one at a time
+    "1 response (200 OK)",
+    "2 responses (200 OK, 200 OK)",  # pipelining
+    "1 response (100 Continue)",  # Expect: 100-continue
+    "400 Bad Request: bare LF",
+    "400 Bad Request: both Transfer-Encoding and Content-Length",
+    "431 Request Header Fields Too Large",
+    "the server closed the connection",
+    "(connection k stays open)",
+    "1 process, 2 threads",  # the procs step while k is open
+    "Aggregated",  # the load table
+    "int() reads: 10 1",
+    "stopped wire: exit status 0",
+    "stopped quiet: exit status 0",
+)
+
+
+def test_lesson_0_shows_what_it_teaches(lesson_run: Run) -> None:
+    if lesson_run.number != 0:
+        pytest.skip("lesson 0 only")
+    out = lesson_run.result.stdout
+    missing = [needle for needle in LESSON_0_SHOWS if needle not in out]
+    assert not missing, missing
+    # The same connection carried both keep-alive requests.
+    first = re.search(r"(c\d+) < GET /first", out)
+    assert first and f"{first.group(1)} < GET /second" in out
+
+
+# -- the catalog -------------------------------------------------------------------------------
+def test_list_shows_the_whole_course() -> None:
+    result = run_lessons("--list")
+    assert result.returncode == 0
+    for info in course():
+        assert re.sub(r"^Lesson \d+ · ", "", info.title).split(":")[0] in result.stdout
+    assert "ready: make lesson-0" in result.stdout
+    assert "00-http.ipynb" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "info",
+    [i for i in course() if not i.written] or [None],
+    ids=lambda i: str(getattr(i, "number", "none")),
+)
+def test_a_lesson_not_written_yet_says_when_it_comes(info: LessonInfo | None) -> None:
+    if info is None:
+        pytest.skip("every lesson is written")
+    number = info.number
+    result = run_lessons(str(number))
+    assert result.returncode == 3
+    assert f"Lesson {number}" in result.stderr or f"lesson {number}" in result.stderr
+    assert "--list" in result.stderr
+    era = info.era
+    if era is not None and not era.built:
+        assert f"arrives with the {era.name.upper()} era" in " ".join(result.stderr.split())
+
+
+def test_usage_errors() -> None:
+    assert run_lessons("0", "--step", "999").returncode == 2
+    assert run_lessons("no/such/lesson.md").returncode == 2
+    assert run_lessons("0", "--record", "x.pdf").returncode == 2
+
+
+def test_a_lesson_file_that_breaks_the_format(tmp_path: Path) -> None:
+    path = write_lesson(tmp_path, "## S\n\n```http step=reqest server=x\nGET /\n```\n")
+    result = run_lessons(str(path))
+    assert result.returncode == 2
+    assert "99-test.md:5: unknown step kind 'reqest'" in result.stderr
+
+
+# -- starting at a step --------------------------------------------------------------------------
+def test_step_k_starts_there_after_starting_the_servers_quietly(tmp_path: Path) -> None:
+    path = write_lesson(
+        tmp_path,
+        WIRE_SERVER
+        + """
+## Later
+
+```python step=python
+greeting = "hello from step 3"
+```
+
+This prose introduces step 4.
+
+```http step=request server=wire
+GET /fourth HTTP/1.1
+Host: localhost
+
+```
+
+```python step=python
+print(greeting)
+```
+""",
+    )
+    result = run_lessons(str(path), "--step", "4", "--no-pause")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "skipped steps 1-3; ran quietly: 1 server step, 1 python step" in out
+    assert "step 1/5" not in out and "GET /first" not in out
+    assert "This prose introduces step 4." in out and "step 4/5" in out
+    assert "GET /fourth" in out and "hello from step 3" in out
+
+
+EXPECT_ON_CONNECTION_E = """
+## Expect
+
+```console step=server name=wire
+$ python -m servers.wire --port 0 --trace
+```
+
+```http step=request server=wire conn=e responses=0
+POST /up HTTP/1.1
+Host: localhost
+Content-Length: 5
+Expect: 100-continue
+
+```
+
+```http step=request server=wire conn=e
+hello
+```
+"""
+
+
+def test_step_k_reopens_a_connection_it_goes_on_using(tmp_path: Path) -> None:
+    path = write_lesson(tmp_path, EXPECT_ON_CONNECTION_E)
+    result = run_lessons(str(path), "--step", "3", "--no-pause")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "ran quietly: 1 server step, 1 request step" in out
+    assert "5 bytes on the same connection" in out and "1 response (200 OK)" in out
+
+
+# -- failures: a message and a fix, never a traceback ----------------------------------------------
+def test_port_in_use_says_so_and_how_to_fix_it(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        path = write_lesson(
+            tmp_path,
+            "## S\n\n```console step=server name=wire\n"
+            f"$ python -m servers.wire --port {port}\n```\n",
+        )
+        result = run_lessons(str(path), "--no-pause")
+    out = result.stdout
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in out
+    assert "fix:" in out and "--port 0" in out
+    assert "--step 1" in out  # how to resume
+    assert "Traceback" not in out + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("block", "problem", "fix"),
+    [
+        (
+            "```python step=python\nx = 1\n1 / 0\n```",
+            "ZeroDivisionError: division by zero (line 2 of the snippet)",
+            "fix the snippet",
+        ),
+        (
+            "```python step=python\nprint(undefined_name)\n```",
+            "NameError: name 'undefined_name' is not defined",
+            "from an earlier python step",
+        ),
+        (
+            "```console step=shell\n$ gatewaylab-no-such-program --help\n```",
+            "program 'gatewaylab-no-such-program' is not installed",
+            "install",
+        ),
+        (
+            "```console step=shell\n$ python -c 'raise SystemExit(3)'\n```",
+            "python exited with status 3 (expected 0)",
+            "read its output",
+        ),
+        (
+            "```console step=server name=peer\n$ gatewaylab-no-such-server --port 0\n```",
+            "cannot start peer: program 'gatewaylab-no-such-server' is not installed",
+            "install it",
+        ),
+        (
+            "```http step=request server=ghost\nGET / HTTP/1.1\n\n```",
+            "no server named 'ghost' was started",
+            "start it with a server step",
+        ),
+    ],
+)
+def test_a_failing_step_explains_itself(tmp_path: Path, block: str, problem: str, fix: str) -> None:
+    path = write_lesson(tmp_path, "## S\n\n" + block + "\n\n## Never reached\n\nNot shown.\n")
+    result = run_lessons(str(path), "--no-pause")
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 1, out
+    assert "step 1 failed: " + problem in out
+    assert fix in out and "Traceback" not in out + result.stderr
+    assert "Not shown." not in out
+
+
+def test_a_peer_gets_a_free_port_and_references_resolve(tmp_path: Path) -> None:
+    """``{port}`` for a program that cannot report its port; ``{NAME.port}`` after it."""
+    lesson = """## S
+
+```console step=server name=peer
+$ python -m http.server {port} --bind 127.0.0.1 --directory lessons
+```
+
+```http step=request server=peer
+GET /README.md HTTP/1.1
+Host: 127.0.0.1:{peer.port}
+
+```
+"""
+    result = run_lessons(str(write_lesson(tmp_path, lesson)), "--no-pause")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    port = re.search(r"started peer: pid \d+ \(process group \d+\) on http://127.0.0.1:(\d+)/", out)
+    assert port and f"Host: 127.0.0.1:{port.group(1)}\\r\\n" in out
+    assert "1 response (200 OK)" in out
+    assert_groups_gone(started_pids(out))
+
+
+def test_optional_program_missing_is_a_note(tmp_path: Path) -> None:
+    path = write_lesson(
+        tmp_path, "## S\n\n```console step=shell optional\n$ gatewaylab-absent\n```\n"
+    )
+    result = run_lessons(str(path), "--no-pause")
+    assert result.returncode == 0
+    assert "skipped: gatewaylab-absent is not installed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "era", [e for e in ERAS if not e.built][:1] or [None], ids=lambda e: getattr(e, "name", "none")
+)
+def test_an_era_not_built_yet_in_a_step(tmp_path: Path, era: Era | None) -> None:
+    if era is None:
+        pytest.skip("every era is built")
+    name = era.name
+    path = write_lesson(
+        tmp_path,
+        f"## S\n\n```console step=server name=x\n$ python -m servers {name} --port 0\n```\n",
+    )
+    result = run_lessons(str(path), "--no-pause")
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 1
+    assert f"the {name} era" in out and "is not built yet" in out
+    assert f"arrives with lesson {era.lesson}" in out
+
+
+# -- interruptions: Ctrl-C and SIGTERM stop everything ---------------------------------------------
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_lesson_stops_every_server(tmp_path: Path, signum: int, status: int) -> None:
+    path = write_lesson(
+        tmp_path,
+        WIRE_SERVER
+        + '\n```console step=shell\n$ python -c "import time; time.sleep(61.25)"\n```\n',
+    )
+    proc = subprocess.Popen(
+        lessons_argv(str(path), "--no-pause"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=child_env(),
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # until the long step has started
+        lines.append(line)
+        if "time.sleep(61.25)" in line:
+            break
+    sleeper = _pids_running("time.sleep(61.25)")
+    proc.send_signal(signum)
+    rest, _ = proc.communicate(timeout=30)
+    out = "".join(lines) + rest
+    assert proc.returncode == status, out
+    assert "interrupted" in out and "stopped what the lesson started: wire (pid" in out
+    assert "Traceback" not in out
+    assert_groups_gone(started_pids(out) + sleeper)
+
+
+def _pids_running(token: str) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                if token.encode() in cmdline and b"lessons" not in cmdline:
+                    found.append(int(entry.name))
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no process running {token!r}")
+
+
+# -- on a terminal: prompts, re-run, quit, Ctrl-C -------------------------------------------------
+TERMINAL_LESSON = (
+    WIRE_SERVER
+    + """
+## After
+
+```python step=python
+print("third step ran")
+```
+"""
+)
+
+
+def test_terminal_rerun_then_quit(tmp_path: Path, terminal: StartTerminal) -> None:
+    path = write_lesson(tmp_path, TERMINAL_LESSON)
+    term = terminal(lessons_argv(str(path)))
+    term.wait_for("Enter: next · r: re-run · q: quit")  # after step 1, the server
+    term.type("\n")
+    term.wait_for("Enter: next · r: re-run · q: quit", count=2)  # after step 2, the request
+    term.type("r\n")
+    term.wait_for("step 2/3 · request → wire (again)")
+    term.wait_for("Enter: next · r: re-run · q: quit", count=3)
+    term.type("q\n")
+    assert term.finish() == 0
+    text = term.text
+    assert text.count("GET /first HTTP/1.1\\r\\n") == 2  # sent twice: it re-ran
+    assert "quit." in text and "third step ran" not in text
+    assert "stopped what the lesson started: wire" in text
+    assert "Traceback" not in text
+    assert_groups_gone(started_pids(text))
+
+
+def test_terminal_ctrl_c_at_a_prompt(tmp_path: Path, terminal: StartTerminal) -> None:
+    path = write_lesson(tmp_path, TERMINAL_LESSON)
+    term = terminal(lessons_argv(str(path)))
+    term.wait_for("Enter: next · r: re-run · q: quit")
+    term.type("\x03")  # Ctrl-C, delivered by the terminal as SIGINT
+    assert term.finish() == 130
+    assert "interrupted (Ctrl-C)" in term.text and "Traceback" not in term.text
+    assert_groups_gone(started_pids(term.text))
+
+
+def test_terminal_failed_step_can_be_skipped(tmp_path: Path, terminal: StartTerminal) -> None:
+    path = write_lesson(
+        tmp_path,
+        "## S\n\n```python step=python\n1 / 0\n```\n"
+        + TERMINAL_LESSON.replace("## Start", "## Then"),
+    )
+    term = terminal(lessons_argv(str(path)))
+    term.wait_for("r: re-run · Enter: skip it and go on · q: quit")
+    term.type("\n")
+    term.wait_for("step 2/4 · start server wire")
+    term.wait_for("Enter: next", count=1)
+    term.type("q\n")
+    assert term.finish() == 0
+    assert_groups_gone(started_pids(term.text))
