@@ -14,9 +14,13 @@ from rich.console import Console
 
 from .eras import ERAS, era_named
 
+# Programs that belong to an era without being one: the era's other half.
+HELPERS = {"fastcgi-app": "servers.fastcgi.app_server"}
+
 USAGE = """usage: python -m servers ERA [--host 127.0.0.1] [--port N] [--app MODULE:ATTR] [--trace]
        python -m servers list     which eras are built
        python -m servers demo     the eras side by side on the shared app (make demo)
+       python -m servers fastcgi-app [--bind HOST:PORT|PATH]   a FastCGI application server
 
 ERA is one of: """ + ", ".join(era.name for era in ERAS)
 
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import main as demo_main
 
         return demo_main(rest)
+    if command in HELPERS:
+        helper: int = importlib.import_module(HELPERS[command]).main(rest)
+        return helper
     try:
         era = era_named(command)
     except KeyError as error:

@@ -39,10 +39,24 @@ from dataclasses import dataclass
 from ..http.events import NEED_DATA, Signal
 
 __all__ = [
+    "FCGI_ABORT_REQUEST",
+    "FCGI_BEGIN_REQUEST",
+    "FCGI_DATA",
+    "FCGI_END_REQUEST",
+    "FCGI_GET_VALUES",
+    "FCGI_GET_VALUES_RESULT",
     "FCGI_HEADER_LEN",
     "FCGI_KEEP_CONN",
+    "FCGI_MAX_CONNS",
     "FCGI_MAX_LENGTH",
+    "FCGI_MAX_REQS",
+    "FCGI_MPXS_CONNS",
     "FCGI_NULL_REQUEST_ID",
+    "FCGI_PARAMS",
+    "FCGI_STDERR",
+    "FCGI_STDIN",
+    "FCGI_STDOUT",
+    "FCGI_UNKNOWN_TYPE",
     "FCGI_VERSION_1",
     "AbortRequest",
     "BeginRequest",
@@ -89,6 +103,25 @@ class RecordType(enum.IntEnum):
     GET_VALUES = 9
     GET_VALUES_RESULT = 10
     UNKNOWN_TYPE = 11
+
+
+# The spec's own names (§8), for grepping the code against the spec and libfcgi's fastcgi.h.
+FCGI_BEGIN_REQUEST = RecordType.BEGIN_REQUEST
+FCGI_ABORT_REQUEST = RecordType.ABORT_REQUEST
+FCGI_END_REQUEST = RecordType.END_REQUEST
+FCGI_PARAMS = RecordType.PARAMS
+FCGI_STDIN = RecordType.STDIN
+FCGI_STDOUT = RecordType.STDOUT
+FCGI_STDERR = RecordType.STDERR
+FCGI_DATA = RecordType.DATA
+FCGI_GET_VALUES = RecordType.GET_VALUES
+FCGI_GET_VALUES_RESULT = RecordType.GET_VALUES_RESULT
+FCGI_UNKNOWN_TYPE = RecordType.UNKNOWN_TYPE
+
+# §4.1: the three variables a web server may ask about with GET_VALUES.
+FCGI_MAX_CONNS = b"FCGI_MAX_CONNS"  # connections the application accepts at once
+FCGI_MAX_REQS = b"FCGI_MAX_REQS"  # requests it accepts at once, over all connections
+FCGI_MPXS_CONNS = b"FCGI_MPXS_CONNS"  # "1" if it takes several requests on one connection
 
 
 class Role(enum.IntEnum):
@@ -154,21 +187,31 @@ class StreamRecord:
 class Params(StreamRecord):
     """Name-value pairs: the CGI meta-variables of one request (§5.2)."""
 
+    __slots__ = ()
+
 
 class Stdin(StreamRecord):
     """The request body (§5.3)."""
+
+    __slots__ = ()
 
 
 class Data(StreamRecord):
     """The filter role's extra file (§5.3)."""
 
+    __slots__ = ()
+
 
 class Stdout(StreamRecord):
     """The response, in CGI format: header lines, a blank line, the body (§5.3, §6.1)."""
 
+    __slots__ = ()
+
 
 class Stderr(StreamRecord):
     """Error output for the web server's log (§5.3)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +355,9 @@ def decode_pairs(content: bytes, **caps: int) -> list[tuple[bytes, bytes]]:
 # ----------------------------------------------------------------------------------------
 # Records to bytes
 def _frame(record_type: int, request_id: int, content: bytes) -> bytes:
+    if len(content) > FCGI_MAX_LENGTH:
+        # Only streams can be split; a discrete record this large cannot be said at all.
+        raise ValueError(f"{len(content)} bytes do not fit in one record (max {FCGI_MAX_LENGTH})")
     # §3.3 "Padding": senders should keep records 8-byte aligned; receivers skip padding.
     padding = -len(content) % 8
     return _HEADER.pack(FCGI_VERSION_1, record_type, request_id, len(content), padding) + (
@@ -408,6 +454,7 @@ def _decode(record_type: int, request_id: int, content: bytes) -> Record:
         role, flags = _BEGIN_BODY.unpack(content)
         return BeginRequest(request_id, role, flags)
     if record_type == RecordType.ABORT_REQUEST:
+        _expect_length(record_type, content, 0)  # §5.4: the header says it all
         return AbortRequest(request_id)
     if record_type == RecordType.END_REQUEST:
         _expect_length(record_type, content, _END_BODY.size)
