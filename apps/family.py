@@ -35,20 +35,23 @@ House rules
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import http
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
+
 
 __all__ = [
     "CPU_N",
@@ -357,6 +360,11 @@ def env(received: Mapping[str, object]) -> Response:
 
 def current_task_name() -> str | None:
     """The asyncio task running this code, or None in a plain thread."""
+    # Looked up, not imported: if nothing imported asyncio, no task can be running, and a
+    # CGI script (a new interpreter per request) saves the import, about 60 ms.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no event loop in this thread
@@ -444,24 +452,32 @@ class UploadDigest:
 
 
 # -- /page ----------------------------------------------------------------------------------
-# One Environment for the process: it compiles each template once and keeps it. Templates are
+# One Environment for the process, made on first use (a CGI script that never renders the
+# page saves importing jinja2): it compiles each template once and keeps it. Templates are
 # code, so auto_reload is off (no stat() per request); restart the server after an edit.
 # autoescape is on because the page shows route examples such as "?chunks=5&delay_ms=100",
 # whose "&" must reach the browser as "&amp;".
-_TEMPLATES: Final = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-    autoescape=True,
-    auto_reload=False,
-    undefined=jinja2.StrictUndefined,  # a misspelt variable is an error, not an empty string
-    keep_trailing_newline=True,  # the page ends with the template file's final newline
-    trim_blocks=True,  # a {% tag %} line leaves no blank line behind
-    lstrip_blocks=True,
-)
+@functools.cache
+def _templates() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,
+        auto_reload=False,
+        undefined=jinja2.StrictUndefined,  # a misspelt variable is an error, not ""
+        keep_trailing_newline=True,  # the page ends with the template file's final newline
+        trim_blocks=True,  # a {% tag %} line leaves no blank line behind
+        lstrip_blocks=True,
+    )
+
+
 PAGE_TITLE: Final = "gatewaylab: one app, four eras"
 
 
 def render_page() -> bytes:
-    return _TEMPLATES.get_template("page.html").render(title=PAGE_TITLE, routes=ROUTES).encode()
+    template = _templates().get_template("page.html")
+    return template.render(title=PAGE_TITLE, routes=ROUTES).encode()
 
 
 def page() -> Response:

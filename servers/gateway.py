@@ -18,6 +18,7 @@ broken or hostile script is an input too.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -125,12 +126,15 @@ def meta_variables(
         "REMOTE_HOST": peer.remote_addr.encode(),  # §4.1.9: the address stands in
         "REMOTE_PORT": str(peer.remote_port).encode(),
     }
+    # File names are the file system's bytes (os.fsencode), URL parts the request's bytes
+    # (latin-1): PATH_TRANSLATED joins the two as bytes, so that neither is re-encoded.
     if document_root:
-        variables["DOCUMENT_ROOT"] = document_root.encode()
+        variables["DOCUMENT_ROOT"] = os.fsencode(document_root)
         if path_info:  # §4.1.6: PATH_TRANSLATED only when there is a PATH_INFO
-            variables["PATH_TRANSLATED"] = (document_root + path_info).encode("latin-1")
+            translated = os.fsencode(document_root) + path_info.encode("latin-1")
+            variables["PATH_TRANSLATED"] = translated
     if script_filename:
-        variables["SCRIPT_FILENAME"] = script_filename.encode()
+        variables["SCRIPT_FILENAME"] = os.fsencode(script_filename)
     if method == request.method:  # a local redirect's GET has no body and no type
         if content_length:  # §4.1.2: only with a body, and then its de-chunked length
             variables["CONTENT_LENGTH"] = str(content_length).encode()

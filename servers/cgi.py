@@ -1,0 +1,757 @@
+"""Era 1: the forking CGI/1.1 server (RFC 3875). A new process for every request.
+
+How a request travels (the whole era in one picture)::
+
+    listening process          connection child               script (grandchild)
+    -----------------          ----------------               -------------------
+    accept() ----fork()----->  HTTP/1.1 via servers.http
+                               resolve the script (confined)
+                               build the environment  -----fork(), dup2(), execve()--->
+                               request body  ---------------- stdin pipe ----------> reads stdin
+                               parse CGI head  <------------- stdout pipe ---------- writes stdout
+                               HTTP response to the client                           exits
+                               waitpid() <----------------------------------------------'
+    waitpid() <--- exits after the last keep-alive request
+
+Three kinds of process, each with one job:
+
+* The **listening process** only accepts and forks. It never reads a request, so a slow
+  client cannot stall it. Children are capped (``--max-children``): past the cap it answers
+  503 itself instead of queueing without bound. It reaps every child that exits.
+* A **connection child** speaks HTTP/1.1 with one client through the shared core, for as
+  many keep-alive requests as the client sends. For each request it forks a script.
+* The **script** is any executable: sh, Python, Perl, C. It sees the request only through
+  its environment (RFC 3875 §4.1), its stdin (§4.2) and its stdout (§6). That is the whole
+  interface, which is why CGI is language-neutral, and why it is slow: a fork, an exec and
+  an interpreter start-up for every request. Lesson 2 (FastCGI) starts from that cost.
+
+House rules of fork discipline (each one a classic bug of CGI servers):
+
+1. Every fork is followed, in the child, by a ``try/finally: os._exit()``: a child never
+   returns into the parent's code, never runs the parent's ``finally`` blocks twice.
+2. Every child is reaped. The listening process reaps on SIGCHLD; the connection child
+   waits for its script. A zombie is a bug.
+3. Signal handlers only set a flag. ``signal.set_wakeup_fd`` turns the signal into a byte
+   on a pipe that the select loop watches: the loop does the work, not the handler.
+4. The script inherits exactly stdin, stdout and stderr. Python creates descriptors
+   non-inheritable (PEP 446), and the child closes every other descriptor before execve,
+   so neither the listening socket nor the client's socket leaks into a script.
+5. The environment is built from scratch, never copied from ``os.environ``, and the
+   script is executed by ``execve`` with an argv list: no shell ever parses request data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import selectors
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import unquote_to_bytes
+
+from .cli import base_parser, ready_line
+from .gateway import BadGateway, Peer, find_head_end, meta_variables, parse_cgi_response
+from .http import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Limits,
+    ProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    ServerConnection,
+    State,
+)
+from .launch import REPO_ROOT
+from .trace import Tracer, escape, next_connection_id, show_bytes
+
+SERVER_SOFTWARE = "gatewaylab-cgi/0.1"
+DEFAULT_ROOT = REPO_ROOT / "apps" / "cgi-bin"
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path  # the script root: URL paths map onto files below it
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_children: int = 64  # connection children at once; past it, 503 (Apache's default is 150)
+    script_timeout: float = 30.0  # a script's whole run; then 504 and its group killed
+    idle_timeout: float = 5.0  # keep-alive wait for the next request (uvicorn, hypercorn: 5 s)
+    request_timeout: float = 10.0  # to receive a request head or a body piece (slowloris)
+    graceful_timeout: float = 3.0  # on SIGTERM, time left to in-flight requests (hypercorn: 3 s)
+    max_redirects: int = 10  # local redirects per request (Apache LimitInternalRecursion: 10)
+    max_cgi_head: int = 32768  # a script's header section, like a client's (Limits)
+    not_found: str = "/not-found"  # the script that answers unknown paths, if the root has it
+    limits: Limits = field(default_factory=Limits)
+    trace: bool = False
+
+
+class Stop(Exception):
+    """SIGTERM arrived while the connection was idle: leave quietly."""
+
+
+class HttpError(Exception):
+    """An answer decided before any byte of the response went out: status and a sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _wakeup_pipe() -> tuple[int, int]:
+    """A pipe that ``signal.set_wakeup_fd`` writes to (house rule 3)."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    return r, w
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 512):
+            pass
+
+
+def wait(readers: list[int], writers: list[int], timeout: float) -> tuple[set[int], set[int]]:
+    """poll(2) on a few descriptors: which are readable, which writable. A hang-up or an
+    error counts as ready, so that the read (EOF) or the write (EPIPE) reports it."""
+    poller = select.poll()
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    for fd in writers:
+        poller.register(fd, select.POLLOUT | (select.POLLIN if fd in readers else 0))
+    readable: set[int] = set()
+    writable: set[int] = set()
+    for fd, events in poller.poll(max(0.0, timeout) * 1000):
+        if fd in readers and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            readable.add(fd)
+        if fd in writers and events & (select.POLLOUT | select.POLLHUP | select.POLLERR):
+            writable.add(fd)
+    return readable, writable
+
+
+# ======================================================================================
+# The listening process
+# ======================================================================================
+class ForkingServer:
+    _BUSY_BODY = b"503 Service Unavailable: every connection process is busy.\n"
+    BUSY = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(_BUSY_BODY), _BUSY_BODY)
+    )
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tracer = Tracer(config.trace)
+        self.listener = socket.create_server((config.host, config.port), backlog=1024)
+        self.listener.setblocking(False)
+        self.children: dict[int, int] = {}  # pid -> connection id
+        self.lingering: dict[socket.socket, float] = {}  # refused sockets, drained then closed
+        self.stopping = False
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True  # rule 3: a flag, nothing else
+
+    def serve_forever(self) -> int:
+        wake_r, _ = _wakeup_pipe()
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the loop
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ, "accept")
+        selector.register(wake_r, selectors.EVENT_READ, "signal")
+        host, port = self.listener.getsockname()[:2]
+        ready_line("cgi", host, port)
+        while not self.stopping:
+            for key, _ in selector.select(timeout=1.0):
+                if key.data == "signal":
+                    _drain(wake_r)
+                elif key.data == "accept":
+                    self._accept_all(selector)
+                else:
+                    self._linger(selector, key.fileobj)  # type: ignore[arg-type]
+            self._reap()
+            self._expire_lingering(selector)
+        return self._shutdown(selector, wake_r)
+
+    def _accept_all(self, selector: selectors.BaseSelector) -> None:
+        while True:
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # EMFILE and friends: say so, keep serving
+                print(f"cgi: accept failed: {error}", file=sys.stderr)
+                return
+            if len(self.children) >= self.config.max_children:
+                self._refuse(selector, sock)
+            else:
+                self._fork_connection(sock, peer)
+
+    def _fork_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        cid = next_connection_id()
+        pid = os.fork()
+        if pid == 0:  # -- the connection child (rule 1: it ends in os._exit, always) --
+            status = 1
+            try:
+                self.listener.close()  # rule 4: the child never holds the listener
+                for other in self.lingering:
+                    other.close()
+                ConnectionChild(self.config, sock, peer, cid, self.tracer).run()
+                status = 0
+            except BaseException as error:
+                with contextlib.suppress(Exception):
+                    print(f"cgi: connection c{cid} failed: {error!r}", file=sys.stderr)
+            finally:
+                os._exit(status)
+        sock.close()  # the parent's copy; the child has its own
+        self.children[pid] = cid
+        self.tracer.note(cid, f"fork: connection from {peer[0]}:{peer[1]} -> child pid {pid}")
+
+    def _refuse(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        """Past the cap: 503 now, then drain what the client sent before closing, so that
+        the close does not turn into a reset that destroys our 503 in flight."""
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.send(self.BUSY)
+            sock.shutdown(socket.SHUT_WR)
+        if len(self.lingering) >= 1024:
+            sock.close()
+            return
+        self.lingering[sock] = time.monotonic() + 2.0
+        selector.register(sock, selectors.EVENT_READ, "linger")
+
+    def _linger(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        try:
+            if sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        selector.unregister(sock)
+        del self.lingering[sock]
+        sock.close()
+
+    def _expire_lingering(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for sock, deadline in list(self.lingering.items()):
+            if now > deadline:
+                selector.unregister(sock)
+                del self.lingering[sock]
+                sock.close()
+
+    def _reap(self) -> None:
+        """Rule 2: collect every child that has exited (WNOHANG: never block the loop)."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            cid = self.children.pop(pid, 0)
+            self.tracer.note(
+                cid, f"reaped child pid {pid} (exit {os.waitstatus_to_exitcode(status)})"
+            )
+
+    def _shutdown(self, selector: selectors.BaseSelector, wake_r: int) -> int:
+        """Graceful stop: no new connections; in-flight requests get graceful_timeout."""
+        selector.close()
+        self.listener.close()
+        for sock in self.lingering:
+            sock.close()
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # each child finishes its request, then exits
+        deadline = time.monotonic() + self.config.graceful_timeout + 1.0
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.02)
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while self.children:
+            pid, _ = os.waitpid(-1, 0)
+            self.children.pop(pid, None)
+        os.close(wake_r)
+        return 0
+
+
+# ======================================================================================
+# A connection child: HTTP/1.1 with one client, one script per request
+# ======================================================================================
+class ConnectionChild:
+    def __init__(
+        self,
+        config: Config,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        cid: int,
+        tracer: Tracer,
+    ) -> None:
+        self.config = config
+        self.sock = sock
+        local = sock.getsockname()
+        self.peer = Peer(local[0], local[1], peer[0], peer[1])
+        self.cid = cid
+        self.tracer = tracer
+        self.conn = ServerConnection(config.limits, SERVER_SOFTWARE.encode())
+        self.stopping = False
+        self.stop_deadline = float("inf")
+        # The parent's handlers and wakeup pipe are not ours: start clean.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for our scripts ourselves
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the listening process's
+        signal.signal(signal.SIGTERM, self._on_stop)
+        self.wake_r, _ = _wakeup_pipe()
+        sock.setblocking(True)
+        # A response goes out in several writes (head, body pieces, last chunk). With
+        # Nagle's algorithm on, the last small write waits for the client's delayed ACK:
+        # 40 ms per keep-alive request. Every HTTP server turns it off.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    # -- socket I/O, always bounded by a deadline and interruptible by SIGTERM -------------
+    def _wait_readable(self, deadline: float, idle: bool) -> None:
+        while True:
+            if self.stopping:
+                self._note_stop()
+                if idle:
+                    raise Stop
+            left = min(deadline, self.stop_deadline) - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("idle" if idle else "request")
+            readable, _ = wait([self.sock.fileno(), self.wake_r], [], left)
+            if self.wake_r in readable:
+                _drain(self.wake_r)
+            if self.sock.fileno() in readable:
+                return
+
+    def _note_stop(self) -> None:
+        """SIGTERM seen: the request in flight gets graceful_timeout more, no longer."""
+        if self.stop_deadline == float("inf"):
+            self.stop_deadline = time.monotonic() + self.config.graceful_timeout
+
+    def _receive(self) -> None:
+        idle = self.conn.request is None and self.conn.buffered == 0
+        timeout = self.config.idle_timeout if idle else self.config.request_timeout
+        self._wait_readable(time.monotonic() + timeout, idle)
+        data = self.sock.recv(65536)
+        self.tracer.wire(self.cid, "<", data)
+        self.conn.receive_data(data)
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self.tracer.wire(self.cid, ">", data)
+            self.sock.settimeout(self.config.request_timeout)
+            self.sock.sendall(data)
+            self.sock.settimeout(None)
+
+    def next_event(self) -> object:
+        while (event := self.conn.next_event()) is NEED_DATA:
+            self._receive()
+        return event
+
+    # -- the keep-alive loop ----------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while True:
+                event = self.next_event()
+                if isinstance(event, Request):
+                    self.handle(event)
+                    self._finish_request()
+                    if not self.conn.can_reuse or self.stopping:
+                        break
+                    self.conn.start_next_cycle()
+                elif isinstance(event, ConnectionClosed) or event is PAUSED:
+                    break
+        except ProtocolError as error:
+            self.send(self.conn.error_response(error))
+        except TimeoutError as error:
+            if error.args[:1] != ("idle",):
+                # RFC 9110 §15.5.9: a request that started but never finished gets 408.
+                timeout = RemoteProtocolError("the request took too long to arrive", 408)
+                self.send(self.conn.error_response(timeout))
+        except (Stop, OSError):
+            pass
+        finally:
+            self.tracer.closed(self.cid)
+            self.sock.close()
+
+    def _finish_request(self) -> None:
+        """Read what is left of the request body (a script need not read it all), so the
+        connection can carry the next request; bounded by the core's body limit."""
+        while self.conn.their_state is State.SEND_BODY and self.conn.keep_alive:
+            self.next_event()
+
+    def handle(self, request: Request) -> None:
+        """One request: answer it fully, or raise to close the connection."""
+        spool = None
+        try:
+            spool = self._request_body(request)
+            # RFC 9112 §3.2.2: "GET http://host/x?q" names what "GET /x?q" names.
+            target = request.path + b"".join(request.target.partition(b"?")[1:])
+            self.dispatch(request.method, target, request, spool, depth=0)
+        except HttpError as error:
+            if self.conn.our_state is not State.SEND_RESPONSE:
+                raise OSError("error after the response started") from error
+            body = f"{error.status} {error}\n".encode()
+            text = [(b"Content-Type", b"text/plain; charset=utf-8")]
+            self.send(self.conn.send_response(error.status, text, body))
+        finally:
+            if spool is not None:
+                spool.close()
+
+    # -- the request body: streamed for Content-Length, spooled for chunked ----------------
+    def _request_body(self, request: Request) -> IO[bytes] | None:
+        """RFC 3875 §4.2: CONTENT_LENGTH must be exact, so a chunked body (length unknown
+        until its end) is de-chunked into a temporary file first. A Content-Length body is
+        streamed straight from the socket into the script's stdin instead."""
+        if not request.chunked:
+            return None
+        self._continue(request)
+        spool = tempfile.TemporaryFile(prefix="gatewaylab-cgi-")  # noqa: SIM115 -- returned
+        while isinstance(event := self.next_event(), Data):
+            spool.write(event.data)
+        spool.seek(0)
+        return spool
+
+    def _continue(self, request: Request) -> None:
+        if request.expects_continue and self.conn.waiting_for_100_continue:
+            self.send(self.conn.send(InformationalResponse(100)))  # RFC 9110 §10.1.1
+
+    def _body_pieces(self, request: Request, spool: IO[bytes] | None) -> Iterator[bytes | None]:
+        """The body for the script's stdin: bytes, or None for "wait for the socket"."""
+        if spool is not None:
+            while piece := spool.read(65536):
+                yield piece
+            return
+        if not request.content_length:
+            return
+        self._continue(request)
+        while True:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                yield None
+            elif isinstance(event, Data):
+                yield event.data
+            else:
+                return
+
+    # -- resolution, environment, execution ----------------------------------------------------
+    def dispatch(
+        self, method: bytes, target: bytes, request: Request, spool: IO[bytes] | None, depth: int
+    ) -> None:
+        extra: dict[str, bytes] = {}
+        try:
+            script, script_name, path_info = resolve_script(self.config.root, target)
+        except HttpError as missing:
+            # Apache's "ErrorDocument 404 /not-found": a script of the root answers for the
+            # paths no script matches (so the family's 404 is the family's own bytes), told
+            # which path that was. Without one, the server's own sentence.
+            if missing.status != 404 or not self.config.not_found:
+                raise
+            try:
+                found = resolve_script(self.config.root, self.config.not_found.encode())
+            except HttpError:
+                raise missing from None
+            script, script_name, path_info = found
+            extra = {"REDIRECT_STATUS": b"404", "REDIRECT_URL": target.partition(b"?")[0]}
+        length = 0  # §6.2.2: a local redirect's GET has no body; the first script had it
+        if depth == 0 and spool is not None:
+            length = spool.seek(0, os.SEEK_END)
+            spool.seek(0)
+        elif depth == 0:
+            length = request.content_length or 0
+        root = str(self.config.root.resolve())
+        env = {
+            # A fixed PATH, the venv first so that "#!/usr/bin/env python3" finds the
+            # course's Python (with jinja2): never the server's own environment (rule 5).
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin".encode(),
+            **meta_variables(
+                request,
+                self.peer,
+                script_name=script_name,
+                path_info=path_info,
+                content_length=length,
+                server_software=SERVER_SOFTWARE,
+                document_root=root,
+                script_filename=str(script),
+                method=method,
+                target=target,
+            ),
+            **extra,
+        }
+        if self.tracer.enabled:
+            for name, value in env.items():
+                self.tracer.event(self.cid, "<", "cgi", f"env {name}={show_bytes(value, 72)}")
+        pieces = self._body_pieces(request, spool) if depth == 0 else iter(())
+        # §5.1: an NPH script is known by its name, the one in the URL (not a symlink's target).
+        nph = script_name.rsplit("/", 1)[-1].startswith("nph-")
+        redirect = self.run_script(script, {k.encode(): v for k, v in env.items()}, pieces, nph)
+        if redirect is not None:
+            # RFC 3875 §6.2.2: a local redirect is served by the server itself, as a new GET
+            # for the new path (the body was for the first script only).
+            if depth >= self.config.max_redirects:
+                raise HttpError(500, f"more than {self.config.max_redirects} local redirects")
+            self.tracer.note(self.cid, f"local redirect to {escape(redirect)}")
+            self.dispatch(b"GET", redirect, request, None, depth + 1)
+
+    def run_script(
+        self, script: Path, env: dict[bytes, bytes], pieces: Iterator[bytes | None], nph: bool
+    ) -> bytes | None:
+        """Fork, exec, feed stdin, read stdout, answer. Returns a local redirect target.
+
+        One poll loop moves three streams at once: body bytes from the client socket to
+        the script's stdin, and the script's stdout to the client. Doing them in turn
+        instead would deadlock as soon as a script writes more than a pipe holds (64 KiB)
+        before it has read all of its input."""
+        pid, to_script, from_script = spawn(script, env)
+        self.tracer.note(self.cid, f"fork+exec {script.name} -> script pid {pid}")
+        reply = ScriptReply(self, nph)
+        deadline = time.monotonic() + self.config.script_timeout
+        pending = b""  # body bytes not yet taken by the script's stdin
+        stdin_open = True
+        sock = self.sock.fileno()
+        try:
+            while True:
+                need_client = False
+                if stdin_open and not pending:
+                    piece = next(pieces, b"")
+                    if piece is None:
+                        need_client = True  # the core needs more bytes from the socket
+                    elif piece:
+                        pending = piece
+                    else:
+                        os.close(to_script)  # the whole body is in: EOF on stdin
+                        stdin_open = False
+                if self.stopping:
+                    self._note_stop()
+                left = min(deadline, self.stop_deadline) - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("script")
+                readers = [from_script, self.wake_r] + ([sock] if need_client else [])
+                writers = [to_script] if stdin_open and pending else []
+                readable, writable = wait(readers, writers, left)
+                if self.wake_r in readable:
+                    _drain(self.wake_r)
+                if sock in readable:
+                    data = self.sock.recv(65536)
+                    self.tracer.wire(self.cid, "<", data)
+                    self.conn.receive_data(data)
+                if to_script in writable:
+                    try:
+                        pending = pending[os.write(to_script, pending[:65536]) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:  # the script stopped reading: its right
+                        os.close(to_script)
+                        stdin_open, pending = False, b""
+                if from_script in readable:
+                    data = os.read(from_script, 65536)
+                    if not data:
+                        return reply.finish()
+                    reply.feed(data)
+        except TimeoutError:
+            self.tracer.note(self.cid, f"script pid {pid} timed out: killing its process group")
+            if reply.started:
+                raise OSError("the script timed out in the middle of its response") from None
+            raise HttpError(
+                504, f"the script ran longer than {self.config.script_timeout:g} s"
+            ) from None
+        finally:
+            os.close(from_script)
+            if stdin_open:
+                os.close(to_script)
+            # Kill whatever the script left running in its group, then reap it (rule 2).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            self.tracer.note(
+                self.cid, f"script pid {pid} exit status {os.waitstatus_to_exitcode(status)}"
+            )
+
+
+def spawn(script: Path, env: dict[bytes, bytes]) -> tuple[int, int, int]:
+    """fork + dup2 + execve: the CGI invocation of RFC 3875 §3.4 and §7.2, by hand."""
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # -- the script's process (rule 1) --
+        try:
+            os.setpgid(0, 0)  # its own group: a timeout kills the script and its children
+            os.dup2(stdin_r, 0)
+            os.dup2(stdout_w, 1)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # rule 4: only 0, 1 and 2 survive
+            # An ignored signal stays ignored through execve: Python ignores SIGPIPE and
+            # SIGXFSZ, the connection child SIGINT. Restore them, as subprocess does, or a
+            # script's "yes | head" would never see its SIGPIPE.
+            for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+                signal.signal(number, signal.SIG_DFL)
+            os.chdir(script.parent)  # RFC 3875 §7.2: the script's directory
+            # RFC 3875 §4.4 would pass an "indexed" query (no "=") as argv words. We do not:
+            # that is how "?-s" and "?-d ..." reached php-cgi's options (CVE-2012-1823).
+            os.execve(script, [str(script)], env)
+        except BaseException as error:
+            with contextlib.suppress(Exception):
+                os.write(2, f"cgi: cannot execute {script}: {error}\n".encode())
+        finally:
+            os._exit(127)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # set it on both sides: no race with an early killpg
+    os.close(stdin_r)
+    os.close(stdout_w)
+    os.set_blocking(stdin_w, False)
+    return pid, stdin_w, stdout_r
+
+
+# ======================================================================================
+# The script's output: CGI response (RFC 3875 §6) to HTTP response
+# ======================================================================================
+class ScriptReply:
+    """Collects the script's header section, decides the response, then streams the body."""
+
+    def __init__(self, child: ConnectionChild, nph: bool) -> None:
+        self.child = child
+        self.nph = nph  # §5: "non-parsed headers": the script speaks HTTP itself
+        self.head = bytearray()
+        self.started = False  # bytes of the response went to the client
+        self.redirect: bytes | None = None
+
+    def feed(self, data: bytes) -> None:
+        child = self.child
+        child.tracer.event(child.cid, ">", "cgi", "stdout " + show_bytes(data))
+        if self.nph:
+            # §5.2: forwarded unmodified. The core never sends a response head, so the
+            # connection cannot be reused and closes after the script: no keep-alive.
+            self.started = True
+            child.send(data)
+        elif self.redirect is not None:
+            pass  # §6.2.2: a local redirect has no body; anything more is dropped
+        elif self.started:
+            child.send(child.conn.send(Data(data)))
+        else:
+            self.head += data
+            end = find_head_end(self.head)
+            # Capped like a client's header section, whether its blank line came or not.
+            if (len(self.head) if end is None else end[0]) > child.config.max_cgi_head:
+                raise HttpError(502, "the script's header section is too large")
+            if end is None:
+                return
+            try:
+                reply = parse_cgi_response(bytes(self.head[: end[0]]))
+            except BadGateway as error:
+                raise HttpError(502, f"the script's response is not CGI: {error}") from None
+            if reply.local_redirect is not None:
+                self.redirect = reply.local_redirect
+                return
+            self.started = True
+            response = child.conn.send(Response(reply.status, reply.headers, reply.reason))
+            child.send(response + child.conn.send(Data(bytes(self.head[end[1] :]))))
+
+    def finish(self) -> bytes | None:
+        if self.redirect is not None:
+            return self.redirect
+        if not self.started:
+            if not self.head:
+                raise HttpError(502, "the script produced no output")
+            raise HttpError(502, "the script's output ended inside its header section")
+        if not self.nph:
+            self.child.send(self.child.conn.send(EndOfMessage()))
+        return None
+
+
+# ======================================================================================
+# Confinement (RFC 3875 §9.8): which file a URL path may run
+# ======================================================================================
+def resolve_script(root: Path, target: bytes) -> tuple[Path, str, str]:
+    """Map a URL path onto a script below ``root``: (file, SCRIPT_NAME, PATH_INFO).
+
+    The path is percent-decoded exactly once, then split into segments. ".." and "." are
+    refused, not resolved (Apache 2.4.49's CVE-2021-41773 was a normaliser that missed
+    ".%2e"; decoding once and refusing leaves nothing to miss). An encoded "/" (%2F) is
+    refused as RFC 3875 §4.1.5 allows, so a segment boundary is always a real "/". Empty
+    segments ("//") are skipped. The winning file is resolved through symlinks and must
+    still lie inside the root. PATH_INFO is the rest, with its final "/" if it had one
+    (§4.1.5): "/hello/" is the script /hello with PATH_INFO "/", which is not "/hello".
+    """
+    raw_path = target.split(b"?", 1)[0]
+    if re.search(rb"%2[fF]|%5[cC]|%00", raw_path):
+        raise HttpError(400, "encoded slash, backslash or NUL in the path")
+    path = unquote_to_bytes(raw_path).decode("latin-1")
+    segments = [s for s in path.split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise HttpError(403, "dot segments are not allowed in a script path")
+    real_root = root.resolve()
+    current = real_root
+    for i, segment in enumerate(segments):
+        candidate = current / segment
+        try:
+            is_dir = stat.S_ISDIR(candidate.stat().st_mode)  # through symlinks
+        except OSError:  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: nothing to run here
+            break
+        if is_dir:
+            current = candidate
+            continue
+        real = candidate.resolve()
+        if not real.is_relative_to(real_root):
+            raise HttpError(403, "the script path leads outside the script root")
+        script_name = "/" + "/".join(segments[: i + 1])
+        if not os.access(real, os.X_OK):
+            raise HttpError(403, f"{script_name} is not executable")
+        path_info = "".join("/" + s for s in segments[i + 1 :])
+        return real, script_name, path_info + ("/" if path.endswith("/") else "")
+    raise HttpError(404, "no script at this path")
+
+
+# ======================================================================================
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("cgi", "Era 1: the forking CGI/1.1 server (RFC 3875)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the script root")
+    for name, help_text in (
+        ("max_children", "connection processes at once; past it, 503"),
+        ("script_timeout", "seconds a script may run; then 504"),
+        ("idle_timeout", "seconds a kept-alive connection may wait for its next request"),
+        ("request_timeout", "seconds to receive a request head or a body piece"),
+        ("graceful_timeout", "seconds in-flight requests get after SIGTERM"),
+        (
+            "not_found",
+            "the script (a URL path) that answers the paths no script matches, if"
+            " the root has it, like Apache's ErrorDocument 404; '' for the server's own 404",
+        ),
+    ):
+        default = getattr(Config, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=help_text + " (default %(default)s)",
+        )
+    args = vars(parser.parse_args(argv))
+    if not args["root"].is_dir():
+        parser.error(f"the script root {args['root']} is not a directory")
+    args.pop("app", None)
+    return ForkingServer(Config(**args)).serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
