@@ -109,6 +109,12 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _FRAMING = (b"transfer-encoding",)
 
 
+def _is_status(status: object) -> bool:
+    # A str status (or reason) would raise TypeError deep inside; it is the app's mistake
+    # and must be reported as one, a LocalProtocolError (STYLE rule 9). bool is an int too.
+    return isinstance(status, int) and not isinstance(status, bool)
+
+
 class ServerConnection:
     """One client connection, seen from the server. Feed it bytes, get events; send events,
     get bytes. Not thread-safe: one thread or task owns a connection at a time."""
@@ -160,6 +166,11 @@ class ServerConnection:
             assert isinstance(self._reader, HeadReader)
             request = self._reader(self._buf, self._eof)
             if request is None:
+                if self._eof and not self._buf:
+                    # The reader dropped a last empty line (RFC 9112 §2.2) and the
+                    # client has closed: there is no request coming, and NEED_DATA after
+                    # EOF would leave an event-driven era waiting for bytes that never come.
+                    return self._client_event(ConnectionClosed())
                 return NEED_DATA
             return self._client_event(request)
         if state is State.SEND_BODY:
@@ -203,8 +214,11 @@ class ServerConnection:
         try:
             return self._send(event)
         except LocalProtocolError:
-            self.our_state = State.ERROR
             self._keep_alive = False
+            # A refused response head put nothing on the wire: the era may still answer
+            # with a 500 of its own. Any other refusal leaves the message broken.
+            if not (isinstance(event, Response) and self.our_state is State.SEND_RESPONSE):
+                self.our_state = State.ERROR
             raise
 
     def _send(self, event: InformationalResponse | Response | Data | EndOfMessage) -> bytes:
@@ -215,10 +229,16 @@ class ServerConnection:
             out = self._response_head(event)
         elif isinstance(event, Data):
             assert self._writer is not None
+            if not isinstance(event.data, bytes | bytearray):
+                # A str body would go through a Content-Length writer unchanged, and
+                # send() would return a str (STYLE rule 9: fail here, exactly).
+                raise LocalProtocolError(f"Data({type(event.data).__name__}): a body is bytes")
             out = self._writer.data(event.data)
         else:
             assert self._writer is not None
-            out = self._writer.end(list(event.trailers))
+            # Trailer fields are checked like headers: a CR LF in one would split the
+            # response just as it would in a header (response splitting, see writers.py).
+            out = self._writer.end([self._checked(n, v) for n, v in event.trailers])
         if self.our_state is not State.SWITCHED:
             self.our_state = new_state
         if isinstance(event, EndOfMessage):
@@ -226,8 +246,12 @@ class ServerConnection:
         return out
 
     def _informational(self, event: InformationalResponse) -> bytes:
-        if not 100 <= event.status_code <= 199:
-            raise LocalProtocolError(f"InformationalResponse with status {event.status_code}")
+        if not _is_status(event.status_code) or not 100 <= event.status_code <= 199:
+            raise LocalProtocolError(f"InformationalResponse with status {event.status_code!r}")
+        if self.request is not None and self.request.http_version == b"1.0":
+            # RFC 9110 §15.2: a server MUST NOT send a 1xx response to an HTTP/1.0
+            # client (1.0 defined none; the client would take it as the final response).
+            raise LocalProtocolError("a 1xx response to an HTTP/1.0 client")
         headers = [self._checked(name, value) for name, value in event.headers]
         if event.status_code == 100:
             self.waiting_for_100_continue = False
@@ -239,9 +263,9 @@ class ServerConnection:
 
     def _response_head(self, event: Response) -> bytes:
         status = event.status_code
-        if not 200 <= status <= 999:
+        if not _is_status(status) or not 200 <= status <= 999:
             raise LocalProtocolError(
-                f"Response status {status}: a final status is 200-999 (use "
+                f"Response status {status!r}: a final status is 200-999 (use "
                 "InformationalResponse for 1xx)"
             )
         if self.waiting_for_100_continue:
@@ -324,7 +348,10 @@ class ServerConnection:
         reason: bytes = b"",
     ) -> bytes:
         """Head, body and end in one call, with Content-Length: the common case."""
-        headers = [*headers, (b"Content-Length", b"%d" % len(body))]
+        headers = list(headers)
+        if not any(name.lower() == b"content-length" for name, _ in headers):
+            # A HEAD answer may carry the GET body's length with an empty body: keep it.
+            headers.append((b"Content-Length", b"%d" % len(body)))
         return b"".join(
             (
                 self.send(Response(status, tuple(headers), reason)),
@@ -348,6 +375,21 @@ class ServerConnection:
         return self.send_response(
             error.status, [(b"Content-Type", b"text/plain; charset=utf-8")], body
         )
+
+    def send_file_data(self, length: int) -> tuple[bytes, bytes] | None:
+        """For a body the era sends itself (sendfile(2) of ``length`` file bytes): the
+        framing to put before and after those bytes, counted as if sent as Data. None when
+        the response has no body on the wire (HEAD, 204, 304): send nothing then."""
+        if self.our_state is not State.SEND_BODY or self._writer is None:
+            raise LocalProtocolError(f"send_file_data() with the server in {self.our_state!r}")
+        if isinstance(self._writer, NoBodyWriter):
+            return None
+        try:
+            return self._writer.framing(length)
+        except LocalProtocolError:
+            self.our_state = State.ERROR
+            self._keep_alive = False
+            raise
 
     # -- keep-alive and shutdown --------------------------------------------------------------
     @property

@@ -80,7 +80,8 @@ def head_bytes(status: int, reason: bytes, headers: list[Header]) -> bytes:
     """RFC 9112 §4 status-line and §5 field lines. We always speak HTTP/1.1 (RFC 9110 §2.5)."""
     if not reason:
         reason = reason_phrase(status)
-    if forbidden_in_value_re.search(reason):
+    # A str reason would raise TypeError; it is the app's mistake, reported as one.
+    if not isinstance(reason, bytes) or forbidden_in_value_re.search(reason):
         raise LocalProtocolError(f"illegal reason phrase {reason!r}")
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     parts.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
@@ -104,6 +105,14 @@ class ContentLengthWriter:
         self.remaining -= len(data)
         return data
 
+    def framing(self, length: int) -> tuple[bytes, bytes]:
+        if length > self.remaining:
+            raise LocalProtocolError(
+                f"a file of {length} bytes with {self.remaining} left of the Content-Length"
+            )
+        self.remaining -= length
+        return b"", b""
+
     def end(self, trailers: list[Header]) -> bytes:
         if self.remaining:
             raise LocalProtocolError(
@@ -126,12 +135,18 @@ class ChunkedWriter:
         lines = [b"%s: %s\r\n" % (name, value) for name, value in trailers]
         return b"0\r\n" + b"".join(lines) + b"\r\n"
 
+    def framing(self, length: int) -> tuple[bytes, bytes]:
+        return (b"%x\r\n" % length, b"\r\n") if length else (b"", b"")
+
 
 class CloseDelimitedWriter:
     """No length known, HTTP/1.0 client: the body ends when we close (RFC 9112 §6.3 step 8)."""
 
     def data(self, data: bytes) -> bytes:
         return data
+
+    def framing(self, length: int) -> tuple[bytes, bytes]:
+        return b"", b""
 
     def end(self, trailers: list[Header]) -> bytes:
         if trailers:
