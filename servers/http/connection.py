@@ -86,6 +86,10 @@ class State(enum.Enum):
     def __repr__(self) -> str:
         return self.name
 
+    # Members are singletons, so identity is equality: hash them by identity, in C, instead
+    # of Enum's Python-level hash of the name (the transition tables look up every event).
+    __hash__ = object.__hash__
+
 
 # The legal moves, as tables (h11 _state.py style). Key: (state, event class).
 CLIENT_TRANSITIONS: dict[tuple[State, type], State] = {
@@ -352,13 +356,23 @@ class ServerConnection:
         if not any(name.lower() == b"content-length" for name, _ in headers):
             # A HEAD answer may carry the GET body's length with an empty body: keep it.
             headers.append((b"Content-Length", b"%d" % len(body)))
-        return b"".join(
-            (
-                self.send(Response(status, tuple(headers), reason)),
-                self.send(Data(body)),
-                self.send(EndOfMessage()),
-            )
-        )
+        head = self.send(Response(status, tuple(headers), reason))
+        # Data and EndOfMessage, without two more trips through send(): the head was
+        # accepted, so we are in SEND_BODY with the writer it chose. This is the hot path
+        # of every small response, and the same moves as send() makes, spelled out.
+        try:
+            if not isinstance(body, bytes):
+                raise LocalProtocolError(f"send_response body {type(body).__name__}: bytes")
+            assert self._writer is not None
+            out = head + self._writer.data(body) + self._writer.end([])
+        except LocalProtocolError:
+            self.our_state = State.ERROR
+            self._keep_alive = False
+            raise
+        if self.our_state is State.SEND_BODY:
+            self.our_state = State.DONE
+            self._maybe_must_close()
+        return out
 
     def error_response(self, error: ProtocolError) -> bytes:
         """The answer to a protocol error: its status and a one-line explanation, then close.
