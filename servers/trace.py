@@ -88,13 +88,17 @@ class Tracer:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.prefix = prefix  # e.g. "pid 4242 " for forking servers
-        # rich decides by itself whether the stream is a terminal; color=False forces plain.
+        # Colour only on a real terminal, unless asked: a server's stderr is often a pipe
+        # or a log file read by a lesson or a notebook, and FORCE_COLOR in the environment
+        # (Jupyter sets it) must not put escape codes into those.
+        if color is None:
+            color = self.stream.isatty()
         self._console = Console(
             file=self.stream,
             highlight=False,
             soft_wrap=True,
-            no_color=color is False,
-            force_terminal=color or None,
+            no_color=not color,
+            force_terminal=color,
         )
         self._lock = threading.Lock()
         # Per (connection, direction): True while inside a message head.

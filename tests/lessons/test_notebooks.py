@@ -73,6 +73,15 @@ def test_notebook_0_plots_and_loads() -> None:
         assert name in source
 
 
+def test_notebook_3_plots_the_pool_under_load() -> None:
+    path = NOTEBOOKS_DIR / "03-wsgi.ipynb"
+    source = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+    for name in ("start(", "send(", "procs(", "load(", "plt.subplots", "stop_all()"):
+        assert name in source
+    # The 1,000-user run is the instructor's switch, off by default to keep the suite quick.
+    assert "TRY_1000 = False" in source
+
+
 def test_servers_stop_when_the_kernel_ends(tmp_path: Path) -> None:
     """No stop_all() in the notebook: the kernel's atexit (or the guardian) must do it."""
     nb = nbformat.v4.new_notebook(

@@ -110,6 +110,35 @@ def test_lesson_0_shows_what_it_teaches(lesson_run: Run) -> None:
     assert first and f"{first.group(1)} < GET /second" in out
 
 
+LESSON_3_SHOWS = (
+    "joined: b'Hello from /by-hand\\n'",  # a WSGI app called by hand, no server
+    "[wsgi] environ PATH_INFO=/hello",  # the environ, in the trace
+    "[wsgi] environ wsgi.multithread=True",
+    "[wsgi] environ PATH_INFO=/caf\\xc3\\xa9",  # latin-1: one character per byte
+    "'/cafÃ©' -> /café",
+    "[wsgi] start_response '200 OK'",
+    "[wsgi] close()",
+    "request runs on thread wsgi-worker-",
+    "1 process, 5 threads",  # the pool: the I/O thread and four workers
+    '"thread":"wsgi-worker-',  # /whoami names its thread
+    "1 response (408 Request Timeout)",  # the half-sent head, given up on
+    "Aggregated",  # the load tables
+    "1 response (501 Not Implemented)",  # /ws: the wall
+    "stopped pool: exit status 0",  # SIGTERM with a request in flight
+    "stopped wsgi: exit status 0",
+)
+
+
+def test_lesson_3_shows_what_it_teaches(lesson_run: Run) -> None:
+    if lesson_run.number != 3:
+        pytest.skip("lesson 3 only")
+    out = lesson_run.result.stdout
+    missing = [needle for needle in LESSON_3_SHOWS if needle not in out]
+    assert not missing, missing
+    # Two load tables (8 and 64 users), and the 64 users met some 503s.
+    assert out.count("Aggregated") == 2
+
+
 # -- the catalog -------------------------------------------------------------------------------
 def test_list_shows_the_whole_course() -> None:
     result = run_lessons("--list")

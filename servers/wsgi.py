@@ -1,0 +1,723 @@
+"""Era 3: the threaded WSGI server (PEP 3333). The application is a function call.
+
+No process per request (lesson 1), no records over a socket (lesson 2): the application
+lives inside the server, as a Python callable, ``app(environ, start_response)``, and the
+server calls it on one of its threads. That is the model Flask and Django grew up on.
+
+How the work is split::
+
+                 +-------------------- the I/O thread ---------------------+
+    accept() --> | idle connections wait here, in a selector               |
+                 | bytes arrive -> the HTTP core -> a complete Request?     |
+                 +---------------------------|------------------------------+
+                                             | bounded queue (full: 503)
+                                             v
+                 +------------------- N worker threads --------------------+
+                 | environ <- Request     app(environ, start_response)      |
+                 | wsgi.input reads the body from the socket, on demand     |
+                 | the iterable's chunks -> the HTTP core -> sendall()      |
+                 +---------------------------|------------------------------+
+                                             | keep-alive: back to the selector
+
+Why two kinds of thread? A worker thread is the scarce resource of this era: with N of
+them, N requests run at once, and that is the whole capacity. So no worker ever waits for
+a client that has not finished sending its request head. The I/O thread reads heads
+with the shared core, and a connection reaches a worker only with a complete request,
+which is what keeps slow clients (slowloris) from pinning the pool. Idle keep-alive
+connections cost a selector entry, not a thread. When every worker is busy, complete
+requests wait in a bounded queue; past it, the server answers 503 with Retry-After
+rather than queueing without bound.
+
+What a worker does is PEP 3333, section by section: build ``environ`` (CGI variables
+from servers/gateway.py, plus the wsgi.* keys), call the app, validate what it hands to
+``start_response`` (and raise in the app's own stack frame when it is wrong), send the
+headers only with the first non-empty chunk, call ``close()`` on the iterable on every
+path, and answer an exception with a plain 500 (the traceback goes to wsgi.errors,
+never to the client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .cli import base_parser, ready_line
+from .gateway import Peer, meta_variables
+from .http import (
+    NEED_DATA,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Limits,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    ServerConnection,
+    State,
+)
+from .trace import Tracer, escape, next_connection_id
+
+SERVER_SOFTWARE = "gatewaylab-wsgi/0.1"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Config:
+    app: str = "apps.wsgi:app"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8  # the pool; waitress defaults to 4, gunicorn gthread to 1 per worker
+    backlog: int = 64  # complete requests waiting for a thread; past it, 503
+    idle_timeout: float = 5.0  # keep-alive wait for the next request (uvicorn: 5 s)
+    request_timeout: float = 10.0  # to receive a head, or the next piece of a body
+    graceful_timeout: float = 10.0  # on SIGTERM, time left to in-flight requests
+    limits: Limits = field(default_factory=Limits)
+    trace: bool = False
+
+
+class ClientGone(Exception):
+    """The client went away (or stalled past the timeout) while we talked to it."""
+
+
+# ======================================================================================
+# One client connection: the state that lives as long as the socket (STYLE rule 10)
+# ======================================================================================
+class Client:
+    def __init__(self, sock: socket.socket, address: tuple[str, int], config: Config) -> None:
+        self.sock = sock
+        self.cid = next_connection_id()
+        local = sock.getsockname()
+        self.peer = Peer(local[0], local[1], address[0], address[1])
+        self.conn = ServerConnection(config.limits, SERVER_SOFTWARE.encode())
+        self.request: Request | None = None  # parsed by the I/O thread, run by a worker
+        self.busy = False  # a worker owns it; the I/O thread must not touch it
+        self.deadline = 0.0
+        sock.settimeout(config.request_timeout)  # every blocking call is bounded
+        # Head, body and last chunk go out in separate writes; without this, Nagle holds
+        # the last small one until the client's delayed ACK: 40 ms per keep-alive request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# ======================================================================================
+# The server: the I/O thread and the pool
+# ======================================================================================
+class ThreadedServer:
+    def __init__(self, config: Config, app: WSGIApp) -> None:
+        self.config = config
+        self.app = app
+        self.tracer = Tracer(config.trace)
+        self.listener = socket.create_server((config.host, config.port), backlog=1024)
+        self.listener.setblocking(False)
+        # epoll with EPOLLONESHOT: a connection reports "readable" once, then stays silent
+        # until it is re-armed. The I/O thread arms it while the connection is idle; a
+        # worker re-arms it itself when its response is done (epoll_ctl is thread-safe),
+        # so handing a keep-alive connection back costs one system call, not a trip
+        # through a queue and a wake-up of the I/O thread.
+        self.epoll = select.epoll()
+        self.clients: dict[int, Client] = {}  # fd -> client, every open connection
+        self.requests: queue.Queue[Client | None] = queue.Queue(maxsize=config.backlog)
+        self.wake_r, self.wake_w = os.pipe()  # a signal becomes a byte on this pipe
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.stopping = False
+        self.workers = [
+            threading.Thread(target=self._worker, name=f"wsgi-worker-{i}", daemon=True)
+            for i in range(config.threads)
+        ]
+
+    def serve_forever(self) -> int:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        for worker in self.workers:
+            worker.start()
+        self.epoll.register(self.listener.fileno(), select.EPOLLIN)
+        self.epoll.register(self.wake_r, select.EPOLLIN)
+        host, port = self.listener.getsockname()[:2]
+        ready_line("wsgi", host, port)
+        while not self.stopping:
+            for fd, _ in self.epoll.poll(timeout=0.5):
+                if fd == self.listener.fileno():
+                    self._accept()
+                elif fd == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+                elif (client := self.clients.get(fd)) is not None:
+                    self._readable(client)
+            self._expire()
+        return self._shutdown()
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True  # only a flag: the loop does the work
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, address = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # EMFILE: say so, keep serving the others
+                print(f"wsgi: accept failed: {error}", file=sys.stderr)
+                return
+            client = Client(sock, address, self.config)
+            self.tracer.note(client.cid, f"open {address[0]}:{address[1]}")
+            self.clients[sock.fileno()] = client
+            client.deadline = time.monotonic() + self.config.idle_timeout
+            self.epoll.register(sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+
+    def rearm(self, client: Client, deadline: float) -> None:
+        """Idle again: wait for the next bytes (called by the I/O thread or a worker)."""
+        client.deadline = deadline
+        client.busy = False
+        self.epoll.modify(client.sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+
+    def _readable(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except OSError:
+            data = b""
+        self.tracer.wire(client.cid, "<", data)
+        client.conn.receive_data(data)
+        self.parse(client)
+
+    def parse(self, client: Client) -> None:
+        """Run the core on what is buffered: a complete head goes to the pool."""
+        try:
+            event = client.conn.next_event()
+        except RemoteProtocolError as error:
+            self._reply_and_close(client, client.conn.error_response(error))
+            return
+        if isinstance(event, Request):
+            client.request, client.busy = event, True
+            try:
+                self.requests.put_nowait(client)
+            except queue.Full:
+                self._busy(client)
+        elif event is NEED_DATA:
+            # A head that has started gets request_timeout in all, not per read: a client
+            # sending one byte a second must not hold its connection forever (slowloris).
+            deadline = time.monotonic() + self.config.idle_timeout
+            if client.conn.buffered:
+                deadline = min(client.deadline, time.monotonic() + self.config.request_timeout)
+            self.rearm(client, deadline)
+        else:  # ConnectionClosed: the client left between requests
+            self.close(client, "client closed")
+
+    def _busy(self, client: Client) -> None:
+        """Every thread busy and the queue full: 503 now, rather than an unbounded wait."""
+        body = b"503 Service Unavailable: every worker thread is busy; try again shortly.\n"
+        head = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Retry-After", b"1"),
+            (b"Connection", b"close"),
+        ]
+        self._reply_and_close(client, client.conn.send_response(503, head, body))
+
+    def _reply_and_close(self, client: Client, data: bytes) -> None:
+        self.tracer.wire(client.cid, ">", data)
+        with contextlib.suppress(OSError):
+            client.sock.sendall(data)
+        self.close(client, "after an error answer")
+
+    def close(self, client: Client, why: str = "") -> None:
+        self.clients.pop(client.sock.fileno(), None)
+        self.tracer.closed(client.cid, f"({why})" if why else "")
+        client.close()  # closing the socket also removes it from the epoll set
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if client.busy or client.deadline >= now:
+                continue
+            if client.conn.buffered:  # RFC 9110 §15.5.9: a head that never finished
+                timeout = RemoteProtocolError("the request took too long to arrive", 408)
+                self._reply_and_close(client, client.conn.error_response(timeout))
+            else:
+                self.close(client, "idle timeout")
+
+    def _shutdown(self) -> int:
+        """Graceful stop: no new connections, idle ones closed, in-flight requests finish
+        within graceful_timeout; then exit 0."""
+        self.listener.close()
+        for client in list(self.clients.values()):
+            if not client.busy:
+                self.close(client, "server stopping")
+        for _ in self.workers:
+            with contextlib.suppress(queue.Full):
+                self.requests.put(None, timeout=0.1)  # each worker stops after its request
+        deadline = time.monotonic() + self.config.graceful_timeout
+        for worker in self.workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return 0
+
+    # -- the worker threads ---------------------------------------------------------------
+    def _worker(self) -> None:
+        while (client := self.requests.get()) is not None:
+            keep = False
+            try:
+                keep = self._serve(client)
+            except Exception:
+                traceback.print_exc()
+            if keep and not self.stopping:
+                self.rearm(client, time.monotonic() + self.config.idle_timeout)
+            else:
+                self.close(client)
+
+    def _serve(self, client: Client) -> bool:
+        """Run every request that is complete; True if the connection may be kept."""
+        conn = client.conn
+        while client.request is not None:
+            request, client.request = client.request, None
+            ok = Exchange(self, client, request).run()
+            if not ok or not conn.keep_alive:
+                return False
+            try:
+                # Read what the app left of the body, so the next request can be parsed.
+                while conn.their_state is State.SEND_BODY:
+                    _receive_event(client, self.tracer)
+                conn.start_next_cycle()
+                event = conn.next_event()  # a pipelined request may already be here
+            except (ProtocolError, ClientGone, OSError):
+                return False
+            if isinstance(event, Request):
+                client.request = event
+            elif event is not NEED_DATA:
+                return False
+        return True
+
+
+def _receive_event(client: Client, tracer: Tracer) -> object:
+    """The next event from the client, reading the socket as needed (worker side)."""
+    while (event := client.conn.next_event()) is NEED_DATA:
+        try:
+            data = client.sock.recv(65536)
+        except OSError as error:  # timeout or reset: the client is gone for us
+            raise ClientGone(str(error)) from None
+        tracer.wire(client.cid, "<", data)
+        client.conn.receive_data(data)
+    return event
+
+
+# ======================================================================================
+# One request, one call of the application (PEP 3333): the per-request state
+# ======================================================================================
+_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x1f\x7f]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# PEP 3333 "Other HTTP Features": hop-by-hop headers are the server's, never the app's.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _shown(value: object, width: int = 60) -> str:
+    """An environ value as --trace shows it. A long value is cut, not replaced by its size,
+    so that a long User-Agent still says what it is; what the client chose is escaped
+    (uvicorn CVE-2020-7694). Plain values are written as Python writes them, ``(1, 0)``
+    and ``True``; objects by their type."""
+    if isinstance(value, str):
+        text = escape(value.encode("latin-1"))
+        return text if len(text) <= width else f"{text[:width]}... ({len(value)} characters)"
+    if isinstance(value, bool | int | tuple):
+        return repr(value)
+    return type(value).__name__
+
+
+class Exchange:
+    """Everything about one request/response: environ, start_response, write, close."""
+
+    def __init__(self, server: ThreadedServer, client: Client, request: Request) -> None:
+        self.server = server
+        self.client = client
+        self.request = request
+        self.tracer = server.tracer
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.started = False  # start_response() was called, even if it raised
+        self.head_sent = False
+        self.wrote = False  # write() was used: no Content-Length may be inferred
+
+    # -- the environ ------------------------------------------------------------------------
+    def environ(self) -> dict[str, Any]:
+        request = self.request
+        # PEP 3333: PATH_INFO is the decoded path, as a native str holding latin-1 code
+        # points ("bytes-as-unicode"): a UTF-8 path arrives as mojibake that the app can
+        # turn back into bytes with .encode("latin-1"), losslessly.
+        path_info = unquote_to_bytes(request.path).decode("latin-1")
+        variables = meta_variables(
+            request,
+            self.client.peer,
+            script_name="",
+            path_info=path_info,
+            content_length=request.content_length or 0,
+            server_software=SERVER_SOFTWARE,
+        )
+        environ: dict[str, Any] = {k: v.decode("latin-1") for k, v in variables.items()}
+        environ.update(
+            {
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.input": InputStream(self),
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+                # The server ends the input itself (Content-Length or the last chunk), so an
+                # app may read to EOF safely: the de-facto extension gunicorn and waitress set.
+                "wsgi.input_terminated": True,
+                "wsgi.file_wrapper": FileWrapper,
+                "gatewaylab.era": "wsgi",
+            }
+        )
+        if self.tracer.enabled:
+            thread = threading.current_thread().name
+            self.tracer.note(self.client.cid, f"request runs on thread {thread}")
+            for key, value in environ.items():
+                self.tracer.event(self.client.cid, "<", "wsgi", f"environ {key}={_shown(value)}")
+        return environ
+
+    # -- start_response and write (PEP 3333 "The start_response() Callable") --------------------
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:  # too late to change the answer: re-raise the app's error
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # PEP 3333: do not keep the traceback alive (a cycle)
+        elif self.started:
+            raise AssertionError("start_response() called twice without exc_info (PEP 3333)")
+        # Counted before the checks below. PEP 3333 makes a second call without
+        # exc_info fatal even when the first was refused; an app that caught our ValueError
+        # and retried with other headers would otherwise answer as if nothing had happened.
+        self.started = True
+        if type(status) is not str or not _STATUS.fullmatch(status):
+            raise ValueError(f"expected a status like '200 OK' (str), got {status!r}")
+        if type(headers) is not list:
+            raise TypeError(f"expected the headers as a list, got {type(headers).__name__}")
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2 or not all(type(x) is str for x in item):
+                raise TypeError(f"expected a header as a (str, str) tuple, got {item!r}")
+            name, value = item
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not an RFC 9110 token")
+            if _BAD_VALUE.search(value):
+                raise ValueError(f"header {name}: CR, LF and control characters are not allowed")
+            if name.lower() in _HOP_BY_HOP:
+                raise ValueError(f"hop-by-hop header {name!r}: it belongs to the server")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(f"header {name}: a value must be latin-1 (PEP 3333)") from None
+        self.status, self.headers = status, headers
+        self.tracer.event(self.client.cid, ">", "wsgi", f"start_response {status!r} {headers!r}")
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The write() callable, and the path of every chunk of the iterable."""
+        if type(data) is not bytes:
+            raise TypeError(f"expected bytes from the application, got {type(data).__name__}")
+        if self.status is None:
+            raise AssertionError("body data before start_response() (PEP 3333)")
+        self.tracer.event(self.client.cid, ">", "wsgi", f"body <{len(data)} bytes>")
+        head = self._head()
+        try:
+            body = self.client.conn.send(Data(data))
+        except LocalProtocolError:
+            # More than the app's Content-Length (PEP 3333 "Handling the Content-Length
+            # Header": send no more than it allows, and raise). The core has produced the
+            # head already: send it, so that a first chunk that is too long does not leave
+            # the client with a closed connection and no answer at all.
+            self._send(head)
+            raise
+        self._send(head + body)
+
+    def _head(self, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        if self.head_sent:
+            return b""
+        if self.status is None:
+            # Not an assert: it must hold under python -O too, with a message. STYLE rule 9.
+            raise AssertionError("the application's iterable ended before start_response()")
+        code, _, reason = self.status.partition(" ")
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.headers]
+        response = Response(int(code), tuple(headers + (extra or [])), reason.encode("latin-1"))
+        head = self.client.conn.send(response)
+        self.head_sent = True
+        return head
+
+    def _send(self, data: bytes) -> None:
+        if data:
+            self.tracer.wire(self.client.cid, ">", data)
+            try:
+                self.client.sock.sendall(data)
+            except OSError as error:
+                raise ClientGone(str(error)) from None
+
+    # -- the call ----------------------------------------------------------------------------
+    def run(self) -> bool:
+        """Call the app and send its response. True if the connection is still usable."""
+        result: Iterable[bytes] | None = None
+        try:
+            result = self.server.app(self.environ(), self.start_response)
+            if isinstance(result, FileWrapper) and self._sendfile(result):
+                pass
+            else:
+                self._send_iterable(result)
+            self._send(self._head() + self.client.conn.send(EndOfMessage()))
+            return True
+        except ClientGone:
+            return False
+        except RemoteProtocolError as error:  # raised by wsgi.input: the body was bad
+            if not self.head_sent:
+                self._send_quietly(self.client.conn.error_response(error))
+            return False
+        except (Exception, SystemExit):
+            # SystemExit too (sys.exit() in a view, argparse's error()). It goes past
+            # "except Exception", and threading ends a thread on SystemExit without a word:
+            # the pool would lose a worker for good, and the client would wait for an answer
+            # that never comes. In a worker thread it cannot mean "stop the server" anyway.
+            self._app_failed()
+            return False
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()  # PEP 3333: on every path, errors and disconnects included
+                    self.tracer.event(self.client.cid, ">", "wsgi", "close()")
+                except (Exception, SystemExit):  # SystemExit, as above
+                    traceback.print_exc(file=sys.stderr)
+
+    def _send_iterable(self, result: Iterable[bytes]) -> None:
+        if (
+            not self.wrote
+            and isinstance(result, list | tuple)
+            and len(result) == 1
+            and self.status is not None
+            and not self._has_length()
+        ):
+            # PEP 3333 "Handling the Content-Length Header": a one-item list has a known
+            # length, so the server may send Content-Length instead of chunking.
+            body = result[0]
+            if type(body) is bytes:
+                self.headers.append(("Content-Length", str(len(body))))
+        for chunk in result:
+            if chunk:  # PEP 3333: an empty chunk must not trigger the headers
+                self.write(chunk)
+            elif type(chunk) is not bytes:
+                raise TypeError(f"expected bytes from the iterable, got {type(chunk).__name__}")
+
+    def _has_length(self) -> bool:
+        return any(name.lower() == "content-length" for name, _ in self.headers)
+
+    def _sendfile(self, wrapper: FileWrapper) -> bool:
+        """wsgi.file_wrapper's fast path: the kernel copies the file to the socket."""
+        filelike = wrapper.filelike
+        try:
+            offset = filelike.tell()
+            size = os.fstat(filelike.fileno()).st_size - offset
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return False  # not a real file: plain iteration, PEP 3333 says it must work
+        if self.status is None:
+            raise AssertionError("the app returned before calling start_response()")
+        length = next((int(v) for n, v in self.headers if n.lower() == "content-length"), None)
+        count = size if length is None else min(size, length)
+        extra = [] if length is not None else [(b"Content-Length", str(count).encode())]
+        self._send(self._head(extra))
+        framing = self.client.conn.send_file_data(count)
+        if framing is None:  # HEAD, 204, 304: no body on the wire
+            return True
+        self.tracer.event(self.client.cid, ">", "wsgi", f"sendfile <{count} bytes>")
+        before, after = framing
+        self._send(before)
+        try:
+            self.client.sock.sendfile(filelike, offset, count)
+        except OSError as error:
+            raise ClientGone(str(error)) from None
+        self._send(after)
+        return True
+
+    def _app_failed(self) -> None:
+        """STYLE rule 8: details to wsgi.errors, a plain 500 to the client, never the
+        traceback; if the response had started, all we can do is close."""
+        print(
+            f"wsgi: the application failed on {self.request.method.decode()} "
+            f"{self.request.target.decode('latin-1')}:",
+            file=sys.stderr,
+        )
+        traceback.print_exc(file=sys.stderr)
+        if self.head_sent:
+            return
+        failure = LocalProtocolError("the application failed; see the server log")
+        self._send_quietly(self.client.conn.error_response(failure))
+
+    def _send_quietly(self, data: bytes) -> None:
+        with contextlib.suppress(ClientGone):
+            self._send(data)
+
+
+# ======================================================================================
+# wsgi.input and wsgi.file_wrapper
+# ======================================================================================
+class InputStream:
+    """wsgi.input: the request body, read from the socket only when the app asks.
+
+    The first read sends "100 Continue" if the client waits for it (PEP 3333 "HTTP 1.1
+    Expect/Continue": the server may wait for the app's first read). The body is already
+    de-chunked by the core, and ends where the message ends: read() never blocks past it.
+    """
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.buffer = bytearray()
+        self.done = exchange.client.conn.their_state is not State.SEND_BODY
+
+    def _fill(self) -> bool:
+        """Append the next body piece to the buffer; False at the end of the body."""
+        if self.done:
+            return False
+        client = self.exchange.client
+        if client.conn.waiting_for_100_continue:
+            self.exchange._send(client.conn.send(InformationalResponse(100)))
+        event = _receive_event(client, self.exchange.tracer)
+        if isinstance(event, Data):
+            self.buffer += event.data
+            return True
+        self.done = True  # EndOfMessage
+        return False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            size = len(self.buffer)
+        while len(self.buffer) < size and self._fill():
+            pass
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n")
+            limit = size if size is not None and size >= 0 else None
+            if end != -1 and (limit is None or end < limit):
+                return self.read(end + 1)
+            if limit is not None and len(self.buffer) >= limit:
+                return self.read(limit)
+            if not self._fill():
+                return self.read(len(self.buffer))
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines, total = [], 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            # io's readlines() takes None as "no hint"; so do we.
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling"): iterates
+    like ``iter(filelike.read, b"")`` anywhere, and lets this server use sendfile(2)."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.filelike.read(self.blksize):
+            yield chunk
+
+    def close(self) -> None:
+        if hasattr(self.filelike, "close"):
+            self.filelike.close()
+
+
+# ======================================================================================
+def load_app(spec: str) -> WSGIApp:
+    """``module:attr`` -> the object, with a sentence instead of a traceback on a typo."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        app: WSGIApp = getattr(module, attr or "app")
+    except (ImportError, AttributeError) as error:
+        raise SystemExit(f"wsgi: cannot load the application {spec!r}: {error}") from None
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(
+        "wsgi", "Era 3: the threaded WSGI server (PEP 3333)", default_app=Config.app
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=Config.threads,
+        help="worker threads: requests running at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=Config.backlog,
+        help="complete requests waiting for a thread; past it, 503",
+    )
+    for name in ("idle_timeout", "request_timeout", "graceful_timeout"):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=getattr(Config, name),
+            help="seconds (default %(default)s)",
+        )
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.backlog < 1:
+        # queue.Queue(maxsize=0) is unbounded, so --backlog 0 would mean "wait forever",
+        # the opposite of the 503 policy; and --threads 0 would answer nobody. Both are
+        # refused with a usage error (exit status 2).
+        parser.error("--threads and --backlog must be at least 1")
+    config = Config(**vars(args))
+    return ThreadedServer(config, load_app(config.app)).serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
