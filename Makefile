@@ -32,8 +32,12 @@ demo: $(STAMP) ## the main job: the four eras side by side on the shared app
 serve: $(STAMP) ## run one era's server: make serve ERA=wsgi ARGS=--trace
 	$(PY) -m servers $(ERA) $(ARGS)
 
-test: $(STAMP) lint ## the whole suite: lint, types, then pytest
-	$(PY) -m pytest $(ARGS)
+# Two pytest workers: the suite starts hundreds of real server processes, and a 2-core
+# machine is busy waiting on them, not computing. Every test is safe in parallel.
+PYTEST_WORKERS ?= 2
+
+test: $(STAMP) lint ## the whole suite: lint, types, then pytest (PYTEST_WORKERS=2)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(ARGS)
 
 lint: $(STAMP) check-notebooks ## ruff, mypy, and notebooks committed without outputs
 	$(PY) -m ruff check .

@@ -140,7 +140,10 @@ class ThreadedServer:
         # through a queue and a wake-up of the I/O thread.
         self.epoll = select.epoll()
         self.clients: dict[int, Client] = {}  # fd -> client, every open connection
-        self.requests: queue.Queue[Client | None] = queue.Queue(maxsize=config.backlog)
+        # Complete requests waiting for a worker. SimpleQueue is the C queue (no Python-level
+        # Condition per put and get); only this thread puts, so checking its size before
+        # putting is an exact bound.
+        self.requests: queue.SimpleQueue[Client | None] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()  # a signal becomes a byte on this pipe
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -214,10 +217,10 @@ class ThreadedServer:
             return
         if isinstance(event, Request):
             client.request, client.busy = event, True
-            try:
-                self.requests.put_nowait(client)
-            except queue.Full:
+            if self.requests.qsize() >= self.config.backlog:
                 self._busy(client)
+            else:
+                self.requests.put(client)
         elif event is NEED_DATA:
             # A head that has started gets request_timeout in all, not per read: a client
             # sending one byte a second must not hold its connection forever (slowloris).
@@ -268,8 +271,7 @@ class ThreadedServer:
             if not client.busy:
                 self.close(client, "server stopping")
         for _ in self.workers:
-            with contextlib.suppress(queue.Full):
-                self.requests.put(None, timeout=0.1)  # each worker stops after its request
+            self.requests.put(None)  # each worker stops after the request it is running
         deadline = time.monotonic() + self.config.graceful_timeout
         for worker in self.workers:
             worker.join(max(0.0, deadline - time.monotonic()))
