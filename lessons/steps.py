@@ -66,8 +66,9 @@ class StepRunner:
         self.lab = lab
         self.console = console
         self.lesson_name = lesson_name
-        # Python steps share one namespace, like cells of a notebook.
-        self.namespace: dict[str, Any] = {"__name__": "__lesson__"}
+        # Python steps share one namespace, like cells of a notebook. server("NAME") gives
+        # them a running server (its .url, .port, .pid), as {NAME.url} does in commands.
+        self.namespace: dict[str, Any] = {"__name__": "__lesson__", "server": lab.server}
 
     # -- helpers ---------------------------------------------------------------------------------
     def substitute(self, text: str) -> str:

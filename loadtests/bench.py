@@ -105,7 +105,8 @@ from rich.table import Table
 from rich.text import Text
 
 from servers.eras import era_named
-from servers.launch import ServerProcess, ServerStartError, free_port, our_server_argv
+from servers.fastcgi.nginx import TEMP_DIRS, nginx_argv, nginx_config, prepare_directory
+from servers.launch import REPO_ROOT, ServerProcess, ServerStartError, free_port, our_server_argv
 
 __all__ = [
     "PAIRS",
@@ -128,7 +129,12 @@ __all__ = [
 
 # The Debian package that provides each external program a pair may need; the hint we
 # print is "sudo apt-get install <package>".
-APT_PACKAGES = {"wrk": "wrk", "nginx": "nginx-light", "fcgiwrap": "fcgiwrap"}
+APT_PACKAGES = {
+    "wrk": "wrk",
+    "nginx": "nginx-light",
+    "fcgiwrap": "fcgiwrap",
+    "python3.11": "python3.11",
+}
 
 
 # ======================================================================================
@@ -379,6 +385,7 @@ class Launch:
     http_probe: str | None = "/"  # None for a backend that does not speak HTTP
     env: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
+    cwd: Path | None = None  # None: the repository root
 
 
 Recipe = Callable[[Workspace], Sequence[Launch]]
@@ -392,6 +399,9 @@ class Target:
     recipe: Recipe
     era: str | None = None  # set for our servers: the pair waits until this era is built
     needs: tuple[str, ...] = ()  # external programs, e.g. ("nginx",)
+    # The path this side serves the pair's route under, when it is not the route itself:
+    # http.server --cgi runs only scripts below /cgi-bin/, so its /hello is /cgi-bin/hello.
+    route: str | None = None
 
 
 @dataclass(frozen=True)
@@ -411,6 +421,9 @@ class Pair:
     def target(self, side: Side) -> Target:
         return self.ours if side == "ours" else self.peer
 
+    def route_of(self, side: Side) -> str:
+        return self.target(side).route or self.route
+
 
 def ours(era: str, *extra: str) -> Target:
     """One of our servers: `python -m servers ERA --port 0 EXTRA...`, port from its ready line."""
@@ -418,7 +431,8 @@ def ours(era: str, *extra: str) -> Target:
     def recipe(workspace: Workspace) -> list[Launch]:
         return [Launch(our_server_argv(era, *extra, python=workspace.python), name=era)]
 
-    return Target(f"gatewaylab {era}", recipe, era=era)
+    # The options are part of the label: the table says which configuration ran.
+    return Target(" ".join(["gatewaylab", era, *extra]), recipe, era=era)
 
 
 def peer(
@@ -441,12 +455,14 @@ def peer(
 
 def _uvicorn(http: str) -> Target:
     # The event loop is named, not left to "auto", so the two uvicorn targets differ in
-    # the HTTP parser only. No access log: logging a line per request is a benchmark of
-    # the logging module.
+    # the HTTP parser only; and it is asyncio's own, the loop our asgi era and hypercorn's
+    # asyncio worker run on, so that every ASGI pair compares servers, not loops (uvloop
+    # would speed up the peer's I/O by itself). No access log: logging a line per request
+    # is a benchmark of the logging module.
     return peer(
         f"uvicorn ({http})",
         "{python}", "-m", "uvicorn", "apps.asgi:app", "--host", "{host}", "--port", "{port}",
-        "--http", http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+        "--http", http, "--loop", "asyncio", "--no-access-log", "--log-level", "warning",
     )  # fmt: skip
 
 
@@ -470,19 +486,175 @@ GUNICORN_GTHREAD = peer(
     "--workers=1", "--threads=8", "--log-level=warning", "apps.wsgi:app",
 )  # fmt: skip
 
+
+# -- FastCGI: application servers behind the same nginx ---------------------------------
+# A FastCGI application server does not speak HTTP, so wrk cannot load it alone: it is
+# loaded through a web server in front. For a fair comparison both sides get the same
+# front, nginx with one configuration (servers/fastcgi/nginx.py: one worker, kept
+# connections to the backend with fastcgi_keep_conn and a pool of 64 >= the 50
+# connections, stock buffering), so that only the application server differs. Both
+# processes of a side are pinned to the server CPU: nginx's work is charged to both
+# sides alike.
+Backend = Callable[[Workspace, int], Launch]
+
+
+def behind_nginx(label: str, backend: Backend, era: str | None = None) -> Target:
+    """A FastCGI application server on a free port, and nginx in front of it."""
+
+    def recipe(workspace: Workspace) -> list[Launch]:
+        backend_port, front_port = workspace.free_port(), workspace.free_port()
+        prepare_directory(workspace.directory)
+        conf = nginx_config(workspace.directory, front_port, [(workspace.host, backend_port)])
+        (workspace.directory / "nginx.conf").write_text(conf)
+        nginx = find_program("nginx") or "nginx"  # needs=("nginx",) checked it is there
+        front = Launch(nginx_argv(nginx, workspace.directory), port=front_port, name="nginx")
+        return [backend(workspace, backend_port), front]
+
+    return Target(label, recipe, era=era, needs=("nginx",))
+
+
+def _our_app_server(workspace: Workspace, port: int) -> Launch:
+    # The family as the era's native interface (a CGI-style responder), with the default
+    # pool of 32 worker threads. http_probe=None: it speaks records, not HTTP.
+    argv = [workspace.python, "-m", "servers", "fastcgi-app",
+            "--bind", f"{workspace.host}:{port}"]  # fmt: skip
+    return Launch(argv, port=port, http_probe=None, name="fastcgi-app")
+
+
+def _flup(workspace: Workspace, port: int) -> Launch:
+    argv = [workspace.python, "-m", "loadtests.flup_server",
+            "--bind", f"{workspace.host}:{port}", "--app", "apps.wsgi:app"]  # fmt: skip
+    return Launch(argv, port=port, http_probe=None, name="flup")
+
+
+NGINX_OUR_APP_SERVER = behind_nginx(
+    "nginx -> gatewaylab fastcgi-app (responder)", _our_app_server, era="fastcgi"
+)
+NGINX_FLUP = behind_nginx("nginx -> flup WSGIServer (apps.wsgi)", _flup)
+
+
+# -- CGI: one sh script, three hosts ------------------------------------------------------
+# Every side runs apps/cgi-bin/hello, the family's /hello in POSIX sh, a new process per
+# request: what differs is only how a host gets from a request to a started script and
+# back. Eight connections: CGI's cost is per request, not per connection, and a process
+# per request cannot use more concurrency than the one server CPU gives it anyway.
+CGI_BIN = REPO_ROOT / "apps" / "cgi-bin"
+# The script's PATH, as our server sets it (servers/cgi.py, SCRIPT_PATH).
+SCRIPT_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+# The meta-variables nginx passes, written out (nginx's fastcgi_params file moves between
+# distributions): RFC 3875's own, as our server sets them, so both scripts get an
+# environment of the same size.
+_FCGIWRAP_PARAMS = (
+    ("SCRIPT_FILENAME", f"{CGI_BIN}$fastcgi_script_name"),  # what fcgiwrap executes
+    ("SCRIPT_NAME", "$fastcgi_script_name"),
+    ("PATH", SCRIPT_PATH),
+    ("GATEWAY_INTERFACE", "CGI/1.1"),
+    ("SERVER_SOFTWARE", "nginx/$nginx_version"),
+    ("SERVER_PROTOCOL", "$server_protocol"),
+    ("SERVER_NAME", "$server_name"),
+    ("SERVER_ADDR", "$server_addr"),
+    ("SERVER_PORT", "$server_port"),
+    ("REQUEST_METHOD", "$request_method"),
+    ("REQUEST_URI", "$request_uri"),
+    ("QUERY_STRING", "$query_string"),
+    ("CONTENT_TYPE", "$content_type"),
+    ("CONTENT_LENGTH", "$content_length"),
+    ("DOCUMENT_ROOT", str(CGI_BIN)),
+    ("REMOTE_ADDR", "$remote_addr"),
+    ("REMOTE_PORT", "$remote_port"),
+)
+
+
+def _nginx_fcgiwrap(workspace: Workspace) -> list[Launch]:
+    """nginx in front of fcgiwrap, the way Debian deploys it: fcgiwrap is a FastCGI server
+    that forks and execs the CGI script named by SCRIPT_FILENAME for every request; nginx
+    opens a connection to it per request (fcgiwrap's stock setup, no fastcgi_keep_conn).
+    Eight fcgiwrap processes, one per wrk connection, as our server has one connection
+    process per client. ``env -i``: fcgiwrap passes its own environment on to scripts."""
+    fcgi_port, front_port = workspace.free_port(), workspace.free_port()
+    directory = workspace.directory
+    prepare_directory(directory)  # the temporary directories, open to nginx's worker
+    params = "\n".join(f"            fastcgi_param {n} {v};" for n, v in _FCGIWRAP_PARAMS)
+    temp = "\n".join(f"    {key} {directory / name};" for key, name in TEMP_DIRS.items())
+    (directory / "nginx.conf").write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {directory / "nginx.pid"};
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+{temp}
+    server {{
+        listen {workspace.host}:{front_port};
+        location / {{
+            fastcgi_pass {workspace.host}:{fcgi_port};
+{params}
+        }}
+    }}
+}}
+""")
+    fcgiwrap = find_program("fcgiwrap") or "fcgiwrap"  # needs=(...) checked it is there
+    backend = ["env", "-i", fcgiwrap, "-c", "8", "-s", f"tcp:{workspace.host}:{fcgi_port}"]
+    nginx = find_program("nginx") or "nginx"
+    return [
+        Launch(backend, port=fcgi_port, http_probe=None, name="fcgiwrap"),
+        Launch(nginx_argv(nginx, directory), port=front_port, http_probe="/hello", name="nginx"),
+    ]
+
+
+def _http_server_cgi(workspace: Workspace) -> list[Launch]:
+    """The standard library's CGI host, ``python3.11 -m http.server --cgi``: a thread per
+    connection, HTTP/1.0 (a new connection for every request), fork + execve per script.
+    It runs only scripts below /cgi-bin/ of its working directory, so it starts in apps/
+    and serves the very same file as /cgi-bin/hello. Python 3.11 on purpose: --cgi is
+    deprecated in 3.13 and removed in 3.15."""
+    port = workspace.free_port()
+    python = find_program("python3.11") or "python3.11"
+    argv = [python, "-m", "http.server", "--cgi", "--bind", workspace.host, str(port)]
+    return [Launch(argv, port=port, cwd=CGI_BIN.parent, name="http.server")]
+
+
+NGINX_FCGIWRAP = Target(
+    "nginx + fcgiwrap (8 processes)", _nginx_fcgiwrap, needs=("nginx", "fcgiwrap")
+)
+HTTP_SERVER_CGI = Target(
+    "python3.11 -m http.server --cgi",
+    _http_server_cgi,
+    needs=("python3.11",),
+    route="/cgi-bin/hello",
+)
+
 PAIRS: tuple[Pair, ...] = (
     # Peer-vs-peer baselines: no era of ours is needed, so they prove the harness today
     # and show the method on servers whose relative speed is well known.
     Pair("baseline-asgi", "/hello", 50, UVICORN_HTTPTOOLS, UVICORN_H11, baseline=True,
-         about="same app and event loop (uvloop); only the HTTP parser differs"),
+         about="same app and event loop (asyncio); only the HTTP parser differs"),
     Pair("baseline-wsgi", "/hello", 50, WAITRESS, GUNICORN_GTHREAD, baseline=True,
          about="two pools of 8 threads on the same WSGI app"),
     # Our eras against their peers; each stays "not built yet" until its lesson lands.
+    Pair("fastcgi-nginx-vs-flup", "/hello", 50, NGINX_OUR_APP_SERVER, NGINX_FLUP,
+         about="the same nginx in front; only the FastCGI application server differs "
+               "(target: 2.0 or more)"),
+    Pair("fastcgi-gateway-vs-nginx-flup", "/hello", 50, ours("fastcgi"), NGINX_FLUP,
+         about="our whole era, gateway + application server, against nginx + flup "
+               "(target: 1.0 or more)"),
+    Pair("cgi-vs-fcgiwrap", "/hello", 8, ours("cgi", "--spawn", "posix_spawn"), NGINX_FCGIWRAP,
+         about="the same sh script; our server with its fastest spawn (target: 1.0 or more)"),
+    Pair("cgi-fork-vs-fcgiwrap", "/hello", 8, ours("cgi"), NGINX_FCGIWRAP,
+         about="the textbook fork + execve: what copying the server's memory costs"),
+    Pair("cgi-vs-http-server", "/hello", 8, ours("cgi", "--spawn", "posix_spawn"),
+         HTTP_SERVER_CGI, about="the same sh script, and the standard library's CGI host "
+                                "(target: 5.0 or more)"),
     Pair("wsgi-vs-waitress", "/hello", 50, ours("wsgi"), WAITRESS),
     Pair("wsgi-vs-gunicorn", "/hello", 50, ours("wsgi"), GUNICORN_GTHREAD),
-    Pair("asgi-vs-uvicorn-httptools", "/hello", 50, ours("asgi"), UVICORN_HTTPTOOLS),
-    Pair("asgi-vs-uvicorn-h11", "/hello", 50, ours("asgi"), UVICORN_H11),
-    Pair("asgi-vs-hypercorn", "/hello", 50, ours("asgi"), HYPERCORN),
+    Pair("asgi-vs-uvicorn-httptools", "/hello", 50, ours("asgi"), UVICORN_HTTPTOOLS,
+         about="a C parser (httptools) against our pure-Python core, same loop "
+               "(target: 1.0 or more)"),
+    Pair("asgi-vs-uvicorn-h11", "/hello", 50, ours("asgi"), UVICORN_H11,
+         about="two pure-Python parsers, same loop (target: 3.0 or more)"),
+    Pair("asgi-vs-hypercorn", "/hello", 50, ours("asgi"), HYPERCORN,
+         about="hypercorn's asyncio worker, h11 inside (target: 4.0 or more)"),
 )  # fmt: skip
 
 
@@ -651,6 +823,7 @@ class PairResult:
             "baseline": self.pair.baseline,
             "about": self.pair.about,
             "route": self.pair.route,
+            "routes": {LETTER[side]: self.pair.route_of(side) for side in SIDES},
             "connections": self.connections,
             "status": self.status,
             "message": self.message,
@@ -759,7 +932,7 @@ class Runner:
                     for s in groups[side]
                 ]
             for side in SIDES:
-                problem = self._preflight(fronts[side], pair.route)
+                problem = self._preflight(fronts[side], pair.route_of(side))
                 if problem:
                     result.status = "failed"
                     result.message = f"{LETTER[side]} ({pair.target(side).label}): {problem}"
@@ -772,8 +945,8 @@ class Runner:
             for round_, side in schedule:
                 label = "warm-up" if round_ == 0 else f"round {round_}/{self.settings.runs}"
                 self._describe(f"{pair.name}: {label}, {LETTER[side]} {pair.target(side).label}")
-                run = self._run_wrk(side, round_, fronts[side], groups[side], pair.route,
-                                    connections)  # fmt: skip
+                run = self._run_wrk(side, round_, fronts[side], groups[side],
+                                    pair.route_of(side), connections)  # fmt: skip
                 result.side(side).runs.append(run)
                 self._report_run(LETTER[side], run)
                 self.progress.advance(self.overall)
@@ -807,6 +980,7 @@ class Runner:
                             env=launch.env,
                             http_probe=launch.http_probe,
                             name=launch.name or target.label,
+                            cwd=launch.cwd,
                             pin_cpu=self.pinning.server_cpu,
                         )
                         started.append(attempt_stack.enter_context(server))
@@ -1015,7 +1189,10 @@ def _pair_cell(pair: Pair, connections: int) -> Text:
     ours_role, peer_role = ("", "") if pair.baseline else (" (ours)", " (peer)")
     cell.append(f"\nA{ours_role} {pair.ours.label}", style="dim")
     cell.append(f"\nB{peer_role} {pair.peer.label}", style="dim")
-    cell.append(f"\nGET {pair.route}, {connections} connections", style="dim")
+    route = pair.route_of("ours")
+    if pair.route_of("peer") != route:
+        route += f" vs {pair.route_of('peer')}"
+    cell.append(f"\nGET {route}, {connections} connections", style="dim")
     return cell
 
 

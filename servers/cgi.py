@@ -25,6 +25,13 @@ Three kinds of process, each with one job:
   interface, which is why CGI is language-neutral, and why it is slow: a fork, an exec and
   an interpreter start-up for every request. Lesson 2 (FastCGI) starts from that cost.
 
+Two ways to start a script (``--spawn``). ``fork`` is the picture above, step by step in
+:func:`spawn_fork`, and the default. It is also the slow way: fork() copies the page
+tables of a 20 MB Python process only for execve() to throw the copy away.
+``posix_spawn`` (:func:`spawn_posix`) declares the same steps to posix_spawn(3), whose
+child borrows the parent's memory until it execs: same script, same environment, same
+descriptors, about a third of the time per request (``python -m loadtests.cgi_costs``).
+
 House rules of fork discipline (each one a classic bug of CGI servers):
 
 1. Every fork is followed, in the child, by a ``try/finally: os._exit()``: a child never
@@ -34,8 +41,9 @@ House rules of fork discipline (each one a classic bug of CGI servers):
 3. Signal handlers only set a flag. ``signal.set_wakeup_fd`` turns the signal into a byte
    on a pipe that the select loop watches: the loop does the work, not the handler.
 4. The script inherits exactly stdin, stdout and stderr. Python creates descriptors
-   non-inheritable (PEP 446), and the child closes every other descriptor before execve,
-   so neither the listening socket nor the client's socket leaks into a script.
+   non-inheritable (PEP 446), the listening process marks any it inherited so at start-up,
+   and the fork path's child closes every other descriptor before execve, so neither the
+   listening socket nor the client's socket leaks into a script.
 5. The environment is built from scratch, never copied from ``os.environ``, and the
    script is executed by ``execve`` with an argv list: no shell ever parses request data.
 """
@@ -50,6 +58,7 @@ import selectors
 import signal
 import socket
 import stat
+import struct
 import sys
 import tempfile
 import time
@@ -57,7 +66,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Literal
 from urllib.parse import unquote_to_bytes
 
 from .cli import base_parser, ready_line
@@ -82,6 +91,9 @@ from .trace import Tracer, escape, next_connection_id, show_bytes
 
 SERVER_SOFTWARE = "gatewaylab-cgi/0.1"
 DEFAULT_ROOT = REPO_ROOT / "apps" / "cgi-bin"
+# A script's PATH is fixed, the venv first so that "#!/usr/bin/env python3" finds the
+# course's Python (with jinja2): never the server's own environment (rule 5).
+SCRIPT_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin".encode()
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class Config:
     max_redirects: int = 10  # local redirects per request (Apache LimitInternalRecursion: 10)
     max_cgi_head: int = 32768  # a script's header section, like a client's (Limits)
     not_found: str = "/not-found"  # the script that answers unknown paths, if the root has it
+    spawn: Literal["fork", "posix_spawn"] = "fork"  # how a script starts: see above
     limits: Limits = field(default_factory=Limits)
     trace: bool = False
 
@@ -120,6 +133,18 @@ def _wakeup_pipe() -> tuple[int, int]:
     os.set_blocking(w, False)
     signal.set_wakeup_fd(w)
     return r, w
+
+
+def _no_inherited_fds() -> None:
+    """Rule 4 for the descriptors we did not open: whoever started the server (a shell, a
+    test harness) may have left some inheritable. They are made close-on-exec once, at
+    start-up, so that no script receives one, however it is spawned (spawn_posix has no
+    closerange to rely on)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/dev/fd"):  # Linux and the BSDs; macOS too
+            with contextlib.suppress(OSError):  # listdir's own descriptor is closed by now
+                if int(name) > 2:
+                    os.set_inheritable(int(name), False)
 
 
 def _drain(fd: int) -> None:
@@ -160,6 +185,7 @@ class ForkingServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.tracer = Tracer(config.trace)
+        _no_inherited_fds()
         self.listener = socket.create_server((config.host, config.port), backlog=1024)
         self.listener.setblocking(False)
         self.children: dict[int, int] = {}  # pid -> connection id
@@ -308,6 +334,7 @@ class ConnectionChild:
         tracer: Tracer,
     ) -> None:
         self.config = config
+        self.root = str(config.root)  # absolute and resolved: see main()
         self.sock = sock
         local = sock.getsockname()
         self.peer = Peer(local[0], local[1], peer[0], peer[1])
@@ -326,6 +353,13 @@ class ConnectionChild:
         # Nagle's algorithm on, the last small write waits for the client's delayed ACK:
         # 40 ms per keep-alive request. Every HTTP server turns it off.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A client that stops reading must not hold this process for ever: one send that
+        # makes no progress for request_timeout fails (SO_SNDTIMEO, then EAGAIN). Set once
+        # on the blocking socket, it spares every write Python's timeout mode, which costs
+        # two more system calls and a poll each time it is switched on and off.
+        timeout = config.request_timeout
+        timeval = struct.pack("@ll", int(timeout), int(timeout % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stopping = True
@@ -360,11 +394,17 @@ class ConnectionChild:
         self.conn.receive_data(data)
 
     def send(self, data: bytes) -> None:
-        if data:
-            self.tracer.wire(self.cid, ">", data)
-            self.sock.settimeout(self.config.request_timeout)
-            self.sock.sendall(data)
-            self.sock.settimeout(None)
+        """All of ``data`` within request_timeout, or OSError: a client that stops reading,
+        or reads a trickle to keep each send alive, cannot hold this process."""
+        if not data:
+            return
+        self.tracer.wire(self.cid, ">", data)
+        deadline = time.monotonic() + self.config.request_timeout
+        unsent = memoryview(data)
+        while unsent:
+            if time.monotonic() > deadline:
+                raise OSError("the client reads too slowly")
+            unsent = unsent[self.sock.send(unsent) :]  # blocks up to SO_SNDTIMEO
 
     def next_event(self) -> object:
         while (event := self.conn.next_event()) is NEED_DATA:
@@ -463,7 +503,7 @@ class ConnectionChild:
     ) -> None:
         extra: dict[str, bytes] = {}
         try:
-            script, script_name, path_info = resolve_script(self.config.root, target)
+            script, script_name, path_info = resolve_script(self.root, target)
         except HttpError as missing:
             # Apache's "ErrorDocument 404 /not-found": a script of the root answers for the
             # paths no script matches (so the family's 404 is the family's own bytes), told
@@ -471,7 +511,7 @@ class ConnectionChild:
             if missing.status != 404 or not self.config.not_found:
                 raise
             try:
-                found = resolve_script(self.config.root, self.config.not_found.encode())
+                found = resolve_script(self.root, self.config.not_found.encode())
             except HttpError:
                 raise missing from None
             script, script_name, path_info = found
@@ -482,11 +522,8 @@ class ConnectionChild:
             spool.seek(0)
         elif depth == 0:
             length = request.content_length or 0
-        root = str(self.config.root.resolve())
         env = {
-            # A fixed PATH, the venv first so that "#!/usr/bin/env python3" finds the
-            # course's Python (with jinja2): never the server's own environment (rule 5).
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin".encode(),
+            "PATH": SCRIPT_PATH,
             **meta_variables(
                 request,
                 self.peer,
@@ -494,8 +531,8 @@ class ConnectionChild:
                 path_info=path_info,
                 content_length=length,
                 server_software=SERVER_SOFTWARE,
-                document_root=root,
-                script_filename=str(script),
+                document_root=self.root,
+                script_filename=script,
                 method=method,
                 target=target,
             ),
@@ -517,7 +554,7 @@ class ConnectionChild:
             self.dispatch(b"GET", redirect, request, None, depth + 1)
 
     def run_script(
-        self, script: Path, env: dict[bytes, bytes], pieces: Iterator[bytes | None], nph: bool
+        self, script: str, env: dict[bytes, bytes], pieces: Iterator[bytes | None], nph: bool
     ) -> bytes | None:
         """Fork, exec, feed stdin, read stdout, answer. Returns a local redirect target.
 
@@ -525,8 +562,10 @@ class ConnectionChild:
         the script's stdin, and the script's stdout to the client. Doing them in turn
         instead would deadlock as soon as a script writes more than a pipe holds (64 KiB)
         before it has read all of its input."""
-        pid, to_script, from_script = spawn(script, env)
-        self.tracer.note(self.cid, f"fork+exec {script.name} -> script pid {pid}")
+        pid, to_script, from_script = SPAWN[self.config.spawn](script, env)
+        if self.tracer.enabled:  # the hot path formats no trace line it will not print
+            how = "fork+exec" if self.config.spawn == "fork" else self.config.spawn
+            self.tracer.note(self.cid, f"{how} {os.path.basename(script)} -> script pid {pid}")
         reply = ScriptReply(self, nph)
         deadline = time.monotonic() + self.config.script_timeout
         pending = b""  # body bytes not yet taken by the script's stdin
@@ -541,6 +580,9 @@ class ConnectionChild:
                         need_client = True  # the core needs more bytes from the socket
                     elif piece:
                         pending = piece
+                        # Written only when poll says it can take some, never waiting
+                        # for the rest: a GET, with no body, makes no system call here.
+                        os.set_blocking(to_script, False)
                     else:
                         os.close(to_script)  # the whole body is in: EOF on stdin
                         stdin_open = False
@@ -586,12 +628,18 @@ class ConnectionChild:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
-            self.tracer.note(
-                self.cid, f"script pid {pid} exit status {os.waitstatus_to_exitcode(status)}"
-            )
+            if self.tracer.enabled:
+                code = os.waitstatus_to_exitcode(status)
+                self.tracer.note(self.cid, f"script pid {pid} exit status {code}")
 
 
-def spawn(script: Path, env: dict[bytes, bytes]) -> tuple[int, int, int]:
+# An ignored signal stays ignored through execve: Python ignores SIGPIPE and SIGXFSZ, the
+# connection child SIGINT. A script starts with them at their default, as subprocess does,
+# or its "yes | head" would never see its SIGPIPE.
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+def spawn_fork(script: str, env: dict[bytes, bytes]) -> tuple[int, int, int]:
     """fork + dup2 + execve: the CGI invocation of RFC 3875 §3.4 and §7.2, by hand."""
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
@@ -602,15 +650,12 @@ def spawn(script: Path, env: dict[bytes, bytes]) -> tuple[int, int, int]:
             os.dup2(stdin_r, 0)
             os.dup2(stdout_w, 1)
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # rule 4: only 0, 1 and 2 survive
-            # An ignored signal stays ignored through execve: Python ignores SIGPIPE and
-            # SIGXFSZ, the connection child SIGINT. Restore them, as subprocess does, or a
-            # script's "yes | head" would never see its SIGPIPE.
-            for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+            for number in DEFAULT_SIGNALS:  # not ignored, whatever the server ignores
                 signal.signal(number, signal.SIG_DFL)
-            os.chdir(script.parent)  # RFC 3875 §7.2: the script's directory
+            os.chdir(os.path.dirname(script))  # RFC 3875 §7.2: the script's directory
             # RFC 3875 §4.4 would pass an "indexed" query (no "=") as argv words. We do not:
             # that is how "?-s" and "?-d ..." reached php-cgi's options (CVE-2012-1823).
-            os.execve(script, [str(script)], env)
+            os.execve(script, [script], env)
         except BaseException as error:
             with contextlib.suppress(Exception):
                 os.write(2, f"cgi: cannot execute {script}: {error}\n".encode())
@@ -620,8 +665,54 @@ def spawn(script: Path, env: dict[bytes, bytes]) -> tuple[int, int, int]:
         os.setpgid(pid, pid)  # set it on both sides: no race with an early killpg
     os.close(stdin_r)
     os.close(stdout_w)
-    os.set_blocking(stdin_w, False)
     return pid, stdin_w, stdout_r
+
+
+def spawn_posix(script: str, env: dict[bytes, bytes]) -> tuple[int, int, int]:
+    """The same invocation as :func:`spawn_fork`, its steps declared as data for posix_spawn.
+
+    fork() copies the page tables of the whole connection child (some 20 MB of Python) to
+    run a few system calls and then throw the copy away in execve(). posix_spawn(3) in
+    glibc starts the child in the parent's memory instead (clone with CLONE_VM and
+    CLONE_VFORK: the parent waits until the exec), so nothing is copied. The price is that
+    the child can only do what the spawn attributes can say, each step of
+    :func:`spawn_fork` becoming one:
+
+    * ``setpgroup=0``: its own process group, set before exec, so no race with killpg;
+    * ``file_actions``: the pipes dup2'ed onto 0 and 1 (dup2 clears close-on-exec);
+    * ``setsigdef``: the signals the fork path resets to their default;
+    * rule 4 without closerange: every descriptor Python opens is close-on-exec (PEP 446),
+      and the listening process made the few it inherited so too (``_no_inherited_fds``);
+    * no chdir action exists in Python 3.11 (glibc has one since 2.29,
+      ``posix_spawn_file_actions_addchdir_np``, which Python does not expose). The
+      connection child, a process of its own for this one client that uses only absolute
+      paths, moves to the script's directory itself, and the script inherits it (§7.2).
+      No helper program, no shell: the chdir happens where it costs one system call.
+    """
+    os.chdir(os.path.dirname(script))  # RFC 3875 §7.2, by inheritance (see above)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            script,
+            [script],  # no argv from the query: see spawn_fork (CVE-2012-1823)
+            env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, stdin_r, 0), (os.POSIX_SPAWN_DUP2, stdout_w, 1)],
+            setpgroup=0,
+            setsigdef=DEFAULT_SIGNALS,
+        )
+    except OSError as error:  # the exec failed, and posix_spawn says so here, in the parent
+        for fd in (stdin_w, stdout_r):
+            os.close(fd)
+        print(f"cgi: cannot execute {script}: {error}", file=sys.stderr)
+        raise HttpError(502, "the script could not be run") from None
+    finally:
+        os.close(stdin_r)
+        os.close(stdout_w)
+    return pid, stdin_w, stdout_r
+
+
+SPAWN = {"fork": spawn_fork, "posix_spawn": spawn_posix}
 
 
 # ======================================================================================
@@ -639,7 +730,8 @@ class ScriptReply:
 
     def feed(self, data: bytes) -> None:
         child = self.child
-        child.tracer.event(child.cid, ">", "cgi", "stdout " + show_bytes(data))
+        if child.tracer.enabled:
+            child.tracer.event(child.cid, ">", "cgi", "stdout " + show_bytes(data))
         if self.nph:
             # §5.2: forwarded unmodified. The core never sends a response head, so the
             # connection cannot be reused and closes after the script: no keep-alive.
@@ -683,16 +775,22 @@ class ScriptReply:
 # ======================================================================================
 # Confinement (RFC 3875 §9.8): which file a URL path may run
 # ======================================================================================
-def resolve_script(root: Path, target: bytes) -> tuple[Path, str, str]:
+def resolve_script(root: str, target: bytes) -> tuple[str, str, str]:
     """Map a URL path onto a script below ``root``: (file, SCRIPT_NAME, PATH_INFO).
 
     The path is percent-decoded exactly once, then split into segments. ".." and "." are
     refused, not resolved (Apache 2.4.49's CVE-2021-41773 was a normaliser that missed
     ".%2e"; decoding once and refusing leaves nothing to miss). An encoded "/" (%2F) is
     refused as RFC 3875 §4.1.5 allows, so a segment boundary is always a real "/". Empty
-    segments ("//") are skipped. The winning file is resolved through symlinks and must
-    still lie inside the root. PATH_INFO is the rest, with its final "/" if it had one
-    (§4.1.5): "/hello/" is the script /hello with PATH_INFO "/", which is not "/hello".
+    segments ("//") are skipped. The winning file must lie inside the root once symlinks
+    are resolved. PATH_INFO is the rest, with its final "/" if it had one (§4.1.5):
+    "/hello/" is the script /hello with PATH_INFO "/", which is not "/hello".
+
+    ``root`` is absolute and free of symlinks (``main`` resolves it once). Then, with no
+    ".." in the path, the only way out of the root is a symlink; so the walk uses lstat,
+    one system call per segment, and asks for the real path only when it met a symlink.
+    Plain strings rather than pathlib: this runs for every request, and pathlib's objects
+    cost more than the system calls (a quarter of a connection process's time, profiled).
     """
     raw_path = target.split(b"?", 1)[0]
     if re.search(rb"%2[fF]|%5[cC]|%00", raw_path):
@@ -701,19 +799,22 @@ def resolve_script(root: Path, target: bytes) -> tuple[Path, str, str]:
     segments = [s for s in path.split("/") if s]
     if any(s in (".", "..") for s in segments):
         raise HttpError(403, "dot segments are not allowed in a script path")
-    real_root = root.resolve()
-    current = real_root
+    current = root.rstrip("/")
+    through_symlink = False
     for i, segment in enumerate(segments):
-        candidate = current / segment
+        candidate = current + "/" + segment
         try:
-            is_dir = stat.S_ISDIR(candidate.stat().st_mode)  # through symlinks
+            mode = os.lstat(candidate).st_mode
+            if stat.S_ISLNK(mode):
+                through_symlink = True
+                mode = os.stat(candidate).st_mode  # what the link points to
         except OSError:  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: nothing to run here
             break
-        if is_dir:
+        if stat.S_ISDIR(mode):
             current = candidate
             continue
-        real = candidate.resolve()
-        if not real.is_relative_to(real_root):
+        real = os.path.realpath(candidate) if through_symlink else candidate
+        if not real.startswith(root.rstrip("/") + "/"):
             raise HttpError(403, "the script path leads outside the script root")
         script_name = "/" + "/".join(segments[: i + 1])
         if not os.access(real, os.X_OK):
@@ -746,9 +847,19 @@ def main(argv: list[str] | None = None) -> int:
             default=default,
             help=help_text + " (default %(default)s)",
         )
+    parser.add_argument(
+        "--spawn",
+        choices=sorted(SPAWN),
+        default=Config.spawn,
+        help="how a script is started: fork (fork, dup2, execve by hand) or posix_spawn"
+        " (the same steps, without copying the server's memory) (default %(default)s)",
+    )
     args = vars(parser.parse_args(argv))
     if not args["root"].is_dir():
         parser.error(f"the script root {args['root']} is not a directory")
+    # Absolute, symlinks resolved, once: a connection child may change its working
+    # directory (spawn_posix), and every request would otherwise resolve it again.
+    args["root"] = args["root"].resolve()
     args.pop("app", None)
     return ForkingServer(Config(**args)).serve_forever()
 

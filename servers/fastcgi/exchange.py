@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 __all__ = ["ClientGone", "ClientTimeout", "Exchange", "HttpError", "Retry", "wait"]
 
 
+# Body records queued for the application, beyond which the client is not read (its
+# backpressure): one record's worth.
+OUTGOING_LIMIT = 65536
+
+
 class HttpError(Exception):
     """An answer decided before any byte of the response went out."""
 
@@ -116,29 +121,30 @@ class Exchange:
         last_progress = time.monotonic()
         while True:
             need_client = False
-            if self.proto.stdin_open and not self.outgoing:
+            while self.proto.stdin_open and len(self.outgoing) < OUTGOING_LIMIT:
+                # Records are queued while little is waiting to go: a request without a
+                # body leaves in one write (BEGIN, PARAMS, the empty STDIN), which lets
+                # the application start it at once with its (empty) body whole.
                 piece = next(body, b"")
                 if piece is None:
                     need_client = True  # the HTTP core needs more bytes from the client
-                else:
-                    self.body_sent = self.body_sent or bool(piece)
-                    self._queue(self.proto.stdin(piece))  # b"" ends STDIN (§6.1)
-                    watch_client = not piece
+                    break
+                self.body_sent = self.body_sent or bool(piece)
+                self._queue(self.proto.stdin(piece))  # b"" ends STDIN (§6.1)
+                watch_client = not piece
+            if self.outgoing and self._send_upstream():
+                last_progress = time.monotonic()
+                if self.proto.stdin_open and not need_client:
+                    continue  # the socket took bytes: room, perhaps, for more of the body
             readers = [upstream_fd] + [client_fd] * (need_client or watch_client)
-            writers = [upstream_fd] if self.outgoing else []
+            writers = [upstream_fd] if self.outgoing else []  # what the socket did not take
             timeout = config.request_timeout if need_client else config.upstream_timeout
             readable, writable = wait(readers, writers, last_progress + timeout - time.monotonic())
             if not (readable or writable):
                 if need_client:
                     raise ClientTimeout("request")
                 raise HttpError(504, f"no answer from the application for {timeout:g} s")
-            if upstream_fd in writable:
-                try:
-                    sent = self.upstream.sock.send(self.outgoing)
-                except OSError as error:
-                    self._upstream_failed(error)
-                del self.outgoing[:sent]
-                last_progress = time.monotonic()
+            # Writable: the next turn of the loop sends.
             if client_fd in readable:
                 try:
                     if need_client:
@@ -154,6 +160,22 @@ class Exchange:
                 if self._receive():
                     return self.redirect
 
+    def _send_upstream(self) -> bool:
+        """Send what the socket takes now; True if some bytes left.
+
+        The socket is non-blocking (upstream.py), so the send is tried first and a wait
+        is only for what did not fit: one system call for a small request, where a poll
+        before every send made two. In a threaded Python server each system call is also
+        a trip through the GIL, where another thread may be waiting its turn."""
+        try:
+            sent = self.upstream.sock.send(self.outgoing)
+        except BlockingIOError:
+            return False
+        except OSError as error:
+            self._upstream_failed(error)
+        del self.outgoing[:sent]
+        return sent > 0
+
     def _upstream_failed(self, error: OSError) -> NoReturn:
         if self.upstream.reused and not self.started and not self.head:
             raise Retry(f"a kept connection failed ({error.strerror})")
@@ -167,6 +189,8 @@ class Exchange:
         """Read from the application; True once END_REQUEST came."""
         try:
             data = self.upstream.sock.recv(65536)
+        except BlockingIOError:
+            return False  # poll said readable, and nothing was: try again later
         except ConnectionResetError:
             data = b""  # the same as a close, for what it means to us
         except OSError as error:
@@ -252,5 +276,6 @@ class Exchange:
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and not self._receive():
                 pass
+            self.upstream.sock.setblocking(False)  # as the pool keeps its connections
         except (OSError, FastCGIError, HttpError, Retry, ClientGone):
-            pass
+            pass  # not reusable (the exchange is not IDLE): release() closes it

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import sys
@@ -72,6 +73,7 @@ from ..http import (
     State,
 )
 from ..trace import Tracer, escape, next_connection_id
+from .app_server import kernel_timeouts
 from .exchange import ClientGone, ClientTimeout, Exchange, HttpError, Retry, wait
 from .records import FastCGIError
 from .trace import RecordTracer
@@ -88,7 +90,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     max_connections: int = 256  # client connections at once; past it, 503
-    keepalive: int = 32  # idle upstream connections kept per application server (nginx docs)
+    keepalive: int = 64  # idle upstream connections kept (nginx's keepalive N): past it, a
+    # request pays a connect, and the application server a new thread; 64 covers the 50
+    # connections of make bench and the 64 connections fastcgi-app serves
     idle_timeout: float = 5.0  # keep-alive wait for the next request (uvicorn, hypercorn: 5 s)
     request_timeout: float = 10.0  # to receive a request head or a body piece (slowloris)
     upstream_timeout: float = 60.0  # no byte from the application server: 504 (nginx: 60 s)
@@ -139,6 +143,17 @@ class ClientConnection:
         # Several small writes per response: without this, the last one of each waits for
         # the client's delayed ACK (40 ms per request), as in every era.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Blocking, with the kernel's timeouts (see app_server.kernel_timeouts): a read
+        # comes after a poll said the socket is readable, and a write that stalls for
+        # request_timeout fails. No poll before every send, as settimeout() would add.
+        kernel_timeouts(sock, self.config.request_timeout)
+        # The two waits of next_event(), registered once for the connection's life: idle,
+        # for the client or the gateway's stop; within a request, for the client alone.
+        self._idle_wait = select.poll()
+        self._idle_wait.register(sock, select.POLLIN)
+        self._idle_wait.register(gateway.stop_r, select.POLLIN)
+        self._request_wait = select.poll()
+        self._request_wait.register(sock, select.POLLIN)
 
     def receive(self) -> None:
         data = self.sock.recv(65536)
@@ -148,19 +163,18 @@ class ClientConnection:
     def send(self, data: bytes) -> None:
         if data:
             self.gateway.tracer.wire(self.cid, ">", data)
-            self.sock.settimeout(self.config.request_timeout)
-            self.sock.sendall(data)
+            self.sock.sendall(data)  # bounded by SO_SNDTIMEO: see __init__
 
     def next_event(self) -> object:
         while (event := self.conn.next_event()) is NEED_DATA:
             idle = self.conn.request is None and self.conn.buffered == 0
             timeout = self.config.idle_timeout if idle else self.config.request_timeout
             # Idle, a stop ends the wait (the stop pipe becomes readable); mid-request, not.
-            readers = [self.sock.fileno()] + [self.gateway.stop_r] * idle
-            readable, _ = wait(readers, [], timeout)
-            if self.sock.fileno() not in readable:
+            waiting = self._idle_wait if idle else self._request_wait
+            ready = waiting.poll(timeout * 1000)
+            if not any(fd == self.sock.fileno() for fd, _ in ready):
                 raise ClientTimeout("idle" if idle else "request")
-            self.receive()
+            self.receive()  # readable, or a hang-up or an error for recv() to report
         return event
 
     def run(self) -> None:
@@ -232,8 +246,9 @@ class ClientConnection:
                 spool.seek(0)
             upstream = self.gateway.upstreams.acquire(fresh=attempt > 1)
             exchange = Exchange(self, upstream)
-            kept = " (a kept connection)" if upstream.reused else ""
-            self.gateway.tracer.note(self.cid, f"-> {upstream.upstream.name}{kept}")
+            if self.gateway.tracer.enabled:  # not even the f-string when nobody reads it
+                kept = " (a kept connection)" if upstream.reused else ""
+                self.gateway.tracer.note(self.cid, f"-> {upstream.upstream.name}{kept}")
             body = self._body(request, spool) if redirect is None else iter(())
             try:
                 return exchange.run(params, body)

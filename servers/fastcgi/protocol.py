@@ -45,6 +45,7 @@ House rules:
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -93,9 +94,12 @@ __all__ = [
 # ======================================================================================
 # The application's end
 # ======================================================================================
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RequestKey:
-    """One activation of a request id (house rule 1)."""
+    """One activation of a request id (house rule 1).
+
+    Compared by identity (``eq=False``): each activation makes exactly one key, and the
+    server looks requests up by it several times per request, so hashing stays in C."""
 
     request_id: int
     serial: int
@@ -244,6 +248,8 @@ class ApplicationConnection:
         return out
 
     def _handle(self, record: Record) -> AppEvent | None:
+        if type(record) is Params or type(record) is Stdin:
+            return self._input(record)  # three records of a request in four: checked first
         if isinstance(record, GetValues):
             # §4.1: answer the variables we know, leave out the ones we do not.
             known = tuple((name, self.values[name]) for name in record.names if name in self.values)
@@ -272,9 +278,15 @@ class ApplicationConnection:
             return None  # §3.3: records for inactive ids are ignored
         if isinstance(record, AbortRequest):
             return AbortRequested(active.key)
-        if isinstance(record, Data):
-            raise FastCGIError(f"DATA for request {request_id}, which is no FILTER (§6.4)")
-        assert isinstance(record, Params | Stdin)
+        assert isinstance(record, Data)
+        raise FastCGIError(f"DATA for request {request_id}, which is no FILTER (§6.4)")
+
+    def _input(self, record: Params | Stdin) -> AppEvent | None:
+        """PARAMS and STDIN, in the order of INPUT_TRANSITIONS."""
+        request_id = record.request_id
+        active = self._active.get(request_id)
+        if active is None:
+            return None  # §3.3: records for inactive ids are ignored
         ends = not record.data
         new_state = INPUT_TRANSITIONS.get((active.state, type(record), ends))
         if new_state is None:
@@ -356,18 +368,28 @@ class ApplicationConnection:
         if not self.is_current(key):
             return b""
         active = self._active.pop(key.request_id)
-        request_id = key.request_id
-        out = b""
-        if protocol_status is ProtocolStatus.REQUEST_COMPLETE:
-            out = encode(Stdout(request_id, b""))
-            if active.wrote_stderr:
-                out += encode(Stderr(request_id, b""))
-        # appStatus is an unsigned 32-bit field: a negative exit code is its two's complement,
-        # as a C program's would be.
-        out += encode(EndRequest(request_id, app_status & 0xFFFFFFFF, protocol_status))
         if not active.keep_conn:
             self.must_close = True  # §3.5: FCGI_KEEP_CONN clear: close after this request
-        return out
+        # appStatus is an unsigned 32-bit field: a negative exit code is its two's complement,
+        # as a C program's would be.
+        status = app_status & 0xFFFFFFFF
+        return _closing_records(key.request_id, status, int(protocol_status), active.wrote_stderr)
+
+
+@functools.lru_cache(maxsize=256)
+def _closing_records(
+    request_id: int, app_status: int, protocol_status: int, stderr_used: bool
+) -> bytes:
+    """The records that end a request (see :meth:`ApplicationConnection.end_request`).
+
+    They are the same bytes for the same id and statuses, and a web server that does not
+    multiplex uses one id for everything (nginx: always 1), so they are encoded once."""
+    out = b""
+    if protocol_status == ProtocolStatus.REQUEST_COMPLETE:
+        out = encode(Stdout(request_id, b""))
+        if stderr_used:
+            out += encode(Stderr(request_id, b""))
+    return out + encode(EndRequest(request_id, app_status, protocol_status))
 
 
 # ======================================================================================

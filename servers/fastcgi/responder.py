@@ -21,13 +21,13 @@ callable: it builds ``environ`` from the params, calls the application, and writ
 CGI response that ``start_response`` and the iterable describe. Deployed behind nginx,
 that is exactly how Flask and Django were served over FastCGI.
 
-Both kinds reach the server through one internal shape, :data:`Runner`, which adds the
-STDERR stream (a text stream, WSGI's ``wsgi.errors``) to the responder's three arguments.
+Both kinds reach the server through one internal shape, :data:`Runner`: the params and
+the request's :class:`RequestStreams`, which hold the responder's stdin and stdout and the
+STDERR stream (a text stream, WSGI's ``wsgi.errors``), made only when it is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import re
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 Responder = Callable[[dict[str, bytes], BinaryIO, BinaryIO], int]
-Runner = Callable[[dict[str, bytes], BinaryIO, BinaryIO, TextIO], int]
+Runner = Callable[[dict[str, bytes], "RequestStreams"], int]
 Output = Callable[[RecordType, bytes], None]  # the server's: bytes -> records on the socket
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -77,11 +77,16 @@ def runner_for(kind: str, spec: str) -> Runner:
     if not callable(target):
         raise TypeError(f"{spec} is not callable")
     if kind == "wsgi":
-        return WSGIHost(target)
+        host = WSGIHost(target)
+
+        def run_wsgi(params: dict[str, bytes], streams: RequestStreams) -> int:
+            return host(params, streams.stdin, streams.stdout, streams.stderr)
+
+        return run_wsgi
     responder: Responder = target
 
-    def run(params: dict[str, bytes], stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
-        return responder(params, stdin, stdout)
+    def run(params: dict[str, bytes], streams: RequestStreams) -> int:
+        return responder(params, streams.stdin, streams.stdout)  # no STDERR: never made
 
     return run
 
@@ -164,53 +169,122 @@ class _RawInput(io.RawIOBase):
 
 
 class _RawOutput(io.RawIOBase):
-    """Bytes written by the app become STDOUT (or STDERR) records of its request."""
+    """Bytes written by the app become STDOUT (or STDERR) records of its request.
+
+    Once :meth:`hold` is called, written bytes are kept instead of sent: the server calls
+    it when the application has returned, so that the response's last bytes leave in one
+    write with END_REQUEST (see :meth:`RequestStreams.finish_output`)."""
 
     def __init__(self, output: Output, stream: RecordType) -> None:
         self.output = output
         self.stream = stream
-        self.count = 0  # bytes that left as records
+        self.count = 0  # bytes that left as records, or were held to leave with the end
+        self.held: list[bytes] | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, buffer: ReadableBuffer, /) -> int:
         data = bytes(buffer)
-        self.output(self.stream, data)
+        if self.held is not None:
+            self.held.append(data)
+        else:
+            self.output(self.stream, data)
         self.count += len(data)
         return len(data)
+
+    def hold(self) -> None:
+        self.held = []
 
 
 class RequestStreams:
     """stdin, stdout and stderr of one request, as real file objects (io.Buffered*,
     TextIOWrapper), so that any code written for files (a CGI program's, a framework's)
     runs unchanged. ``output`` sends bytes as records of the request, or raises
-    ConnectionAbortedError once the request was aborted or its connection lost."""
+    ConnectionAbortedError once the request was aborted or its connection lost.
 
-    def __init__(self, stdin_buffer: int, output: Output) -> None:
-        self.pipe = InputPipe(stdin_buffer)
-        self.stdin = io.BufferedReader(_RawInput(self.pipe), 65536)
+    ``body`` is the whole request body when it had arrived before the request started:
+    through nginx or our gateway, a GET's records (BEGIN, PARAMS, the empty STDIN) come in
+    one write, so most requests start with their body known. Then stdin is a plain
+    in-memory file, with no pipe and no lock between the threads. Otherwise stdin reads
+    from an :class:`InputPipe` that the connection's reader fills as STDIN records come.
+
+    Made per request, so made cheaply: stderr exists only once the application asks for
+    it (a responder never does; a WSGI application gets it as ``wsgi.errors``).
+    """
+
+    def __init__(self, stdin_buffer: int, output: Output, body: bytes | None = None) -> None:
+        self.pipe: InputPipe | None = None
+        self.stdin: BinaryIO
+        if body is not None:
+            self.stdin = io.BytesIO(body)
+        else:
+            self.pipe = InputPipe(stdin_buffer)
+            self.stdin = io.BufferedReader(_RawInput(self.pipe), 65536)
+        self._output = output
         self._stdout = _RawOutput(output, RecordType.STDOUT)
         # Buffered: a CGI program's many small writes become few records; flush() sends.
         self.stdout = io.BufferedWriter(self._stdout, 8192)
-        self.stderr = io.TextIOWrapper(
-            io.BufferedWriter(_RawOutput(output, RecordType.STDERR), 8192),
-            encoding="utf-8",
-            errors="backslashreplace",
-            line_buffering=True,
-        )
+        self._stderr: io.TextIOWrapper | None = None
 
+    @property
+    def stderr(self) -> TextIO:
+        if self._stderr is None:
+            self._stderr = io.TextIOWrapper(
+                io.BufferedWriter(_RawOutput(self._output, RecordType.STDERR), 8192),
+                encoding="utf-8",
+                errors="backslashreplace",
+                line_buffering=True,
+            )
+        return self._stderr
+
+    # -- input, from the connection's reader thread ------------------------------------------
+    def put(self, data: bytes) -> None:
+        if self.pipe is not None:
+            self.pipe.put(data)
+
+    def end_input(self) -> None:
+        if self.pipe is not None:
+            self.pipe.end()
+
+    def fail(self, reason: str) -> None:
+        """The request was aborted or its connection lost: reading now raises."""
+        if self.pipe is not None:
+            self.pipe.fail(reason)
+
+    def discard(self) -> None:
+        """The request is over: body bytes still coming are dropped, not buffered."""
+        if self.pipe is not None:
+            self.pipe.discard()
+
+    # -- output, from the worker ---------------------------------------------------------------
     @property
     def output_started(self) -> bool:
         """Some of the response has left: too late for a 500 in its place."""
         return self._stdout.count > 0
 
+    def finish_output(self) -> bytes:
+        """The application returned: flush stderr, and return what stdout still buffers,
+        to be sent with END_REQUEST in one write. One write instead of two halves the
+        system calls of a small response, and the web server's reads: behind nginx at 50
+        connections, nginx's worker spent about 50 µs per request on our responses in two
+        writes, and 32 µs in one (measured with /proc, CPU time per request)."""
+        if self._stderr is not None:
+            self._stderr.flush()
+        self._stdout.hold()
+        self.stdout.flush()
+        held = self._stdout.held or []
+        return b"".join(held)
+
     def close(self) -> None:
         """After END_REQUEST. Closing flushes; a flush into an aborted request raises, and
         would raise again from the garbage collector if it were left to it."""
-        for stream in (self.stdout, self.stderr, self.stdin):
-            with contextlib.suppress(Exception):
-                stream.close()
+        for stream in (self.stdout, self._stderr, self.stdin):
+            try:
+                if stream is not None:
+                    stream.close()
+            except Exception:
+                pass  # see above: the request is over either way
 
 
 # ======================================================================================

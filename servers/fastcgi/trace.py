@@ -45,7 +45,7 @@ from .records import (
     UnknownType,
 )
 
-__all__ = ["RecordTracer"]
+__all__ = ["RecordTracer", "describe"]
 
 _LABEL = "fcgi"
 
@@ -89,7 +89,7 @@ class RecordTracer:
 
     def _show(self, conn: int, direction: str, header: bytes, record: Record) -> None:
         hex_header = header.hex(" ")
-        lines = [f"{hex_header}  {_describe(record, header)}"]
+        lines = [f"{hex_header}  {describe(record, header)}"]
         if isinstance(record, Params):
             key = (conn, direction, record.request_id)
             # Generous caps: the tracer shows what arrived, the protocol code refuses it.
@@ -112,8 +112,9 @@ class RecordTracer:
             self.tracer.event(conn, direction, _LABEL, line)
 
 
-def _describe(record: Record, header: bytes) -> str:
-    """One line: the type by the spec's name, the request id, and the body's meaning."""
+def describe(record: Record, header: bytes) -> str:
+    """One line: the type by the spec's name, the request id, and the body's meaning
+    (``header`` is the record's 8 raw header bytes, for its sizes)."""
     content_length = int.from_bytes(header[4:6], "big")
     sizes = f"content={content_length} padding={header[6]}"
     if isinstance(record, StreamRecord):

@@ -81,11 +81,15 @@ class Upstream:
                 if not self._idle:
                     break
                 connection = self._idle.pop()  # LIFO: the warmest connection first
-            poller = select.poll()
-            poller.register(connection.sock, select.POLLIN)
-            if not poller.poll(0):
+            try:
+                # Anything to read on an idle connection is its close (or garbage); the
+                # peek must not wait: "would block" means the connection is still quiet.
+                connection.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
                 connection.reused = True
                 return connection
+            except OSError:
+                pass
             connection.close()  # closed (or babbling) while idle: never reuse it
         return UpstreamConnection(self, self._connect())
 
@@ -108,6 +112,9 @@ class Upstream:
             raise UpstreamError(504, f"connecting to {self.name} timed out") from None
         except OSError as error:
             raise UpstreamError(502, f"cannot connect to {self.name}: {error.strerror}") from None
+        # Non-blocking from now on: the exchange tries each send and receive at once and
+        # waits (poll) only when the socket is not ready, with its own deadlines.
+        sock.setblocking(False)
         return sock
 
     def release(self, connection: UpstreamConnection) -> None:

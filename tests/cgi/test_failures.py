@@ -164,6 +164,20 @@ def test_client_leaving_a_flood_of_output_stops_the_script(
     assert_still_serving(server)
 
 
+def test_client_that_stops_reading_is_dropped(root: Path, start_server: ServerPool) -> None:
+    # The client reads nothing while the script floods: once the pipe and the socket
+    # buffers are full, no send makes progress, and after --request-timeout (SO_SNDTIMEO)
+    # the connection process gives up and kills the script, long before --script-timeout.
+    server = start_cgi(start_server, root, "--request-timeout", "1", "--script-timeout", "60")
+    (root / "flood-body.pid").unlink(missing_ok=True)
+    with connect(server) as sock:
+        sock.sendall(get("/flood-body"))
+        assert eventually(lambda: (root / "flood-body.pid").exists())
+        (pid,) = pids_in(root / "flood-body.pid")
+        assert eventually(lambda: not alive(pid), timeout=10)
+    assert_still_serving(server)
+
+
 # -- bad HTTP from the client ---------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("request_bytes", "status"),

@@ -65,6 +65,7 @@ class FakeUpstream:
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.params: list[dict[bytes, bytes]] = []  # of every request, in order
+        self.sockets: list[socket.socket] = []  # accepted, for close() to end their threads
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -73,6 +74,8 @@ class FakeUpstream:
                 sock, _ = self.listener.accept()
             except OSError:
                 return
+            with self.lock:
+                self.sockets.append(sock)
             threading.Thread(target=self._answer, args=(sock,), daemon=True).start()
 
     def _answer(self, sock: socket.socket) -> None:
@@ -96,6 +99,13 @@ class FakeUpstream:
                 sock.recv(65536)  # until the gateway closes (or reuses and finds EOF)
 
     def close(self) -> None:
+        # shutdown() wakes the threads blocked in accept() and recv(), which close() alone
+        # does not: they end now, instead of lingering in the test process for seconds.
+        with self.lock:
+            sockets = [self.listener, *self.sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self.listener.close()
 
 

@@ -110,6 +110,82 @@ def test_lesson_0_shows_what_it_teaches(lesson_run: Run) -> None:
     assert first and f"{first.group(1)} < GET /second" in out
 
 
+LESSON_1_SHOWS = (
+    "Status: 200 OK",  # the script run by hand: a CGI response, not yet HTTP
+    "[cgi] env HTTP_X_COURSE=gatewaylab",  # the environment is the interface
+    "fork+exec hello -> script pid",
+    "what a CGI request's time is made of",  # the cost table
+    "GET /hello, --spawn posix_spawn",
+    "3 -> socket:[",  # the broken server leaks its listening socket
+    "0 -> pipe:[",  # the fixed one hands a script its pipes and nothing else
+    "stopped broken: exit status 0",
+    "nested bash ran",  # Shellshock: the header reached bash as text
+    "403 dot segments are not allowed in a script path",
+    "400 encoded slash, backslash or NUL in the path",
+    "stopped fastcgi: exit status 0",
+)
+
+
+def test_lesson_1_shows_what_it_teaches(lesson_run: Run) -> None:
+    if lesson_run.number != 1:
+        pytest.skip("lesson 1 only")
+    out = lesson_run.result.stdout
+    missing = [needle for needle in LESSON_1_SHOWS if needle not in out]
+    assert not missing, missing
+    # Two zombies under the broken server, none anywhere else.
+    assert len(re.findall(r"^\s*\d+\s+\d+\s+zombie\s", out, re.MULTILINE)) == 2
+    assert "env HTTP_PROXY" not in out  # httpoxy: the Proxy header made no variable
+    assert "  INJECTED\\n" not in out  # Shellshock: nothing ran the payload
+    assert "3 -> socket:[" not in out[out.index("started fixed") :]  # no leak in servers/cgi.py
+    assert out.count("Aggregated") == 3  # fork, posix_spawn, FastCGI
+
+
+LESSON_2_SHOWS = (
+    "20 different pids",  # CGI: a process per request
+    "200 requests",  # FastCGI: the process that stays ...
+    "1 pid: ",  # ... one pid for all of them
+    "01 01 00 01 00 08 00 00  BEGIN_REQUEST id=1 role=RESPONDER flags=KEEP_CONN",  # the trace
+    "END_REQUEST id=1 app_status=0 REQUEST_COMPLETE",
+    "BEGIN_REQUEST, 16 bytes: 01 01 00 01 00 08 00 00 00 01 01 00 00 00 00 00",  # by hand
+    "0b 80 00 00 c8  lengths 11 and 200",  # a four-byte pair length
+    "(a kept connection)",  # FCGI_KEEP_CONN: the gateway reuses its connection
+    "thread fcgi-worker-1",  # procs: the workers name themselves for the kernel
+    "thread fcgi-conn-",
+    "request 2's body: b'Hello, world!\\n'",  # multiplexing, by hand
+    "FCGI_MPXS_CONNS = 1",  # GET_VALUES
+    "after END_REQUEST: closed",  # without KEEP_CONN
+    '"era":"wsgi"',  # flup, behind our gateway
+    "Aggregated",  # the load table
+    "stopped flup: exit status 0",
+    "stopped app: exit status 0",
+)
+
+
+def test_lesson_2_shows_what_it_teaches(lesson_run: Run) -> None:
+    if lesson_run.number != 2:
+        pytest.skip("lesson 2 only")
+    out = lesson_run.result.stdout
+    missing = [needle for needle in LESSON_2_SHOWS if needle not in out]
+    assert not missing, missing
+    # Multiplexing: the short request 2 ended before the sleeping request 1.
+    both = out[out.index("requests 1 and 2 in one write") :]
+    assert both.index("END_REQUEST id=2") < both.index("END_REQUEST id=1")
+    # /whoami through the gateway: every answer from the one application server.
+    app_pid = re.search(r"server app is pid (\d+)", out)
+    assert app_pid and set(re.findall(r"^pid (\d+)  thread", out, re.MULTILINE)) == {app_pid[1]}
+    # nginx in front, or a clear word on what to install where nginx is missing.
+    assert "nginx -> {'era': 'fastcgi'" in out or "skipped: nginx is not installed" in out
+
+
+def test_python_steps_reach_the_running_servers(tmp_path: Path) -> None:
+    step = '```python step=python\nprint("wire:", server("wire").port, server("wire").pid)\n```\n'
+    result = run_lessons(str(write_lesson(tmp_path, WIRE_SERVER + "\n" + step)), "--no-pause")
+    assert result.returncode == 0, result.stdout
+    (pid,) = started_pids(result.stdout)
+    assert re.search(rf"wire: \d+ {pid}\n", result.stdout)
+    assert_groups_gone([pid])
+
+
 LESSON_3_SHOWS = (
     "joined: b'Hello from /by-hand\\n'",  # a WSGI app called by hand, no server
     "[wsgi] environ PATH_INFO=/hello",  # the environ, in the trace
