@@ -69,8 +69,15 @@ from types import FrameType
 from typing import IO, Literal
 from urllib.parse import unquote_to_bytes
 
-from .cli import base_parser, ready_line
-from .gateway import BadGateway, Peer, find_head_end, meta_variables, parse_cgi_response
+from .cli import add_config_options, base_parser, ready_line
+from .gateway import (
+    BadGateway,
+    Peer,
+    body_pieces,
+    find_head_end,
+    meta_variables,
+    parse_cgi_response,
+)
 from .http import (
     NEED_DATA,
     PAUSED,
@@ -479,24 +486,6 @@ class ConnectionChild:
         if request.expects_continue and self.conn.waiting_for_100_continue:
             self.send(self.conn.send(InformationalResponse(100)))  # RFC 9110 §10.1.1
 
-    def _body_pieces(self, request: Request, spool: IO[bytes] | None) -> Iterator[bytes | None]:
-        """The body for the script's stdin: bytes, or None for "wait for the socket"."""
-        if spool is not None:
-            while piece := spool.read(65536):
-                yield piece
-            return
-        if not request.content_length:
-            return
-        self._continue(request)
-        while True:
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                yield None
-            elif isinstance(event, Data):
-                yield event.data
-            else:
-                return
-
     # -- resolution, environment, execution ----------------------------------------------------
     def dispatch(
         self, method: bytes, target: bytes, request: Request, spool: IO[bytes] | None, depth: int
@@ -541,7 +530,11 @@ class ConnectionChild:
         if self.tracer.enabled:
             for name, value in env.items():
                 self.tracer.event(self.cid, "<", "cgi", f"env {name}={show_bytes(value, 72)}")
-        pieces = self._body_pieces(request, spool) if depth == 0 else iter(())
+        pieces = (
+            body_pieces(self.conn, request, spool, 65536, lambda: self._continue(request))
+            if depth == 0
+            else iter(())
+        )
         # §5.1: an NPH script is known by its name, the one in the URL (not a symlink's target).
         nph = script_name.rsplit("/", 1)[-1].startswith("nph-")
         redirect = self.run_script(script, {k.encode(): v for k, v in env.items()}, pieces, nph)
@@ -828,25 +821,22 @@ def resolve_script(root: str, target: bytes) -> tuple[str, str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("cgi", "Era 1: the forking CGI/1.1 server (RFC 3875)")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the script root")
-    for name, help_text in (
-        ("max_children", "connection processes at once; past it, 503"),
-        ("script_timeout", "seconds a script may run; then 504"),
-        ("idle_timeout", "seconds a kept-alive connection may wait for its next request"),
-        ("request_timeout", "seconds to receive a request head or a body piece"),
-        ("graceful_timeout", "seconds in-flight requests get after SIGTERM"),
+    add_config_options(
+        parser,
+        Config,
         (
-            "not_found",
-            "the script (a URL path) that answers the paths no script matches, if"
-            " the root has it, like Apache's ErrorDocument 404; '' for the server's own 404",
+            ("max_children", "connection processes at once; past it, 503"),
+            ("script_timeout", "seconds a script may run; then 504"),
+            ("idle_timeout", "seconds a kept-alive connection may wait for its next request"),
+            ("request_timeout", "seconds to receive a request head or a body piece"),
+            ("graceful_timeout", "seconds in-flight requests get after SIGTERM"),
+            (
+                "not_found",
+                "the script (a URL path) that answers the paths no script matches, if"
+                " the root has it, like Apache's ErrorDocument 404; '' for the server's own 404",
+            ),
         ),
-    ):
-        default = getattr(Config, name)
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(default),
-            default=default,
-            help=help_text + " (default %(default)s)",
-        )
+    )
     parser.add_argument(
         "--spawn",
         choices=sorted(SPAWN),

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "base_parser", "ready_line"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "add_config_options", "base_parser", "ready_line"]
 
 # Loopback by default: a teaching server must not be reachable from the network unless
 # the instructor asks for it explicitly (--host 0.0.0.0).
@@ -42,6 +43,21 @@ def base_parser(
         "--trace", action="store_true", help="print every byte and interface event (to stderr)"
     )
     return parser
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser, config: type, options: Iterable[tuple[str, str]]
+) -> None:
+    """One ``--some-limit`` option per field of a server's Config dataclass: the default
+    and its type come from the dataclass, so the two can never disagree."""
+    for name, help_text in options:
+        default = getattr(config, name)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=help_text + " (default %(default)s)",
+        )
 
 
 def ready_line(era: str, host: str, port: int) -> None:

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
-from .http import Request
+from .http import NEED_DATA, Data, Request, ServerConnection
 from .http.grammar import OWS, forbidden_in_value_re, token_re
 
 __all__ = [
     "BadGateway",
     "CgiResponse",
     "Peer",
+    "body_pieces",
     "find_head_end",
     "http_variables",
     "meta_variables",
@@ -229,3 +232,36 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
     if location is None and not has_type:
         raise BadGateway("neither Content-Type nor Location (§6.2: one of them is required)")
     return CgiResponse(status, reason, tuple(headers))
+
+
+# ======================================================================================
+# The request body, on its way to an application in another process
+# ======================================================================================
+def body_pieces(
+    conn: ServerConnection,
+    request: Request,
+    spool: IO[bytes] | None,
+    piece_size: int,
+    send_continue: Callable[[], None],
+) -> Iterator[bytes | None]:
+    """The request body as the CGI script's stdin or the FastCGI STDIN stream will take it:
+    bytes, or None for "the core needs more bytes from the client's socket first".
+
+    A chunked body was spooled whole before (CONTENT_LENGTH must be exact, RFC 3875 §4.2)
+    and is read back from ``spool``; a Content-Length body streams straight from the core,
+    and its 100 Continue goes out only when the application is about to get it."""
+    if spool is not None:
+        while piece := spool.read(piece_size):
+            yield piece
+        return
+    if not request.content_length:
+        return
+    send_continue()
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            yield None
+        elif isinstance(event, Data):
+            yield event.data
+        else:
+            return

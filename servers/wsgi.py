@@ -57,7 +57,7 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .cli import base_parser, ready_line
+from .cli import add_config_options, base_parser, ready_line
 from .gateway import Peer, meta_variables
 from .http import (
     NEED_DATA,
@@ -704,13 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         default=Config.backlog,
         help="complete requests waiting for a thread; past it, 503",
     )
-    for name in ("idle_timeout", "request_timeout", "graceful_timeout"):
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=float,
-            default=getattr(Config, name),
-            help="seconds (default %(default)s)",
-        )
+    timeouts = ("idle_timeout", "request_timeout", "graceful_timeout")
+    add_config_options(parser, Config, [(name, "seconds") for name in timeouts])
     args = parser.parse_args(argv)
     if args.threads < 1 or args.backlog < 1:
         # queue.Queue(maxsize=0) is unbounded, so --backlog 0 would mean "wait forever",

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from ..cli import add_config_options
 from ..http.events import NEED_DATA
 from ..trace import Tracer, next_connection_id
 from .protocol import (
@@ -591,19 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--app", help=f"a CGI-style responder MODULE:ATTR (default {DEFAULT_APP})")
     kind.add_argument("--wsgi", help="a WSGI application MODULE:ATTR, e.g. apps.wsgi:app")
-    for name, help_text in (
-        ("threads", "worker threads"),
-        ("max_reqs", "requests admitted at once (FCGI_MAX_REQS); past it, OVERLOADED"),
-        ("max_conns", "connections served at once (FCGI_MAX_CONNS)"),
-        ("graceful_timeout", "seconds in-flight requests get after SIGTERM"),
-    ):
-        default = getattr(Config, name)
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(default),
-            default=default,
-            help=help_text + " (default %(default)s)",
-        )
+    add_config_options(
+        parser,
+        Config,
+        (
+            ("threads", "worker threads"),
+            ("max_reqs", "requests admitted at once (FCGI_MAX_REQS); past it, OVERLOADED"),
+            ("max_conns", "connections served at once (FCGI_MAX_CONNS)"),
+            ("graceful_timeout", "seconds in-flight requests get after SIGTERM"),
+        ),
+    )
     parser.add_argument(
         "--no-multiplex",
         action="store_true",

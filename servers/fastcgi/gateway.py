@@ -53,14 +53,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 from urllib.parse import unquote_to_bytes
 
 from ..cli import base_parser, ready_line
-from ..gateway import Peer, meta_variables
+from ..gateway import Peer, body_pieces, meta_variables
 from ..http import (
     NEED_DATA,
     Data,
@@ -249,7 +248,12 @@ class ClientConnection:
             if self.gateway.tracer.enabled:  # not even the f-string when nobody reads it
                 kept = " (a kept connection)" if upstream.reused else ""
                 self.gateway.tracer.note(self.cid, f"-> {upstream.upstream.name}{kept}")
-            body = self._body(request, spool) if redirect is None else iter(())
+            body = (
+                # One record each (FastCGI §3.3: at most 65535 bytes of content).
+                body_pieces(self.conn, request, spool, 65535, lambda: self._continue(request))
+                if redirect is None
+                else iter(())
+            )
             try:
                 return exchange.run(params, body)
             except Retry as retry:
@@ -283,24 +287,6 @@ class ClientConnection:
     def _continue(self, request: Request) -> None:
         if request.expects_continue and self.conn.waiting_for_100_continue:
             self.send(self.conn.send(InformationalResponse(100)))  # RFC 9110 §10.1.1
-
-    def _body(self, request: Request, spool: IO[bytes] | None) -> Iterator[bytes | None]:
-        """STDIN pieces: bytes, or None for "wait for the client's socket"."""
-        if spool is not None:
-            while piece := spool.read(65535):  # one record each (§3.3: at most 65535)
-                yield piece
-            return
-        if not request.content_length:
-            return
-        self._continue(request)
-        while True:
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                yield None
-            elif isinstance(event, Data):
-                yield event.data
-            else:
-                return
 
 
 # ======================================================================================
