@@ -107,6 +107,9 @@ SERVER_TRANSITIONS: dict[tuple[State, type], State] = {
     (State.SEND_BODY, EndOfMessage): State.DONE,
 }
 
+# Header pairs already validated (apps send the same few again and again): validity depends
+# on the bytes alone, so a pair seen valid once needs no second look. Bounded.
+_VALID: set[tuple[bytes, bytes]] = set()
 # RFC 9110 §15.2.2, §15.3.5, §15.4.5 and §9.3.2: these never carry a body.
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Headers the core owns: the app's versions would contradict the framing it chose.
@@ -128,6 +131,7 @@ class ServerConnection:
         self.server_software = server
         self._buf = bytearray()
         self._eof = False
+        self._head_reader = HeadReader(self.limits)
         self._start_cycle()
 
     def _start_cycle(self) -> None:
@@ -135,7 +139,7 @@ class ServerConnection:
         self.their_state = State.IDLE
         self.our_state = State.IDLE
         self.request: Request | None = None
-        self._reader: HeadReader | BodyReader = HeadReader(self.limits)
+        self._reader: HeadReader | BodyReader = self._head_reader
         self._writer: BodyWriter | None = None
         self._keep_alive = True
         self.waiting_for_100_continue = False
@@ -265,7 +269,7 @@ class ServerConnection:
             self.our_state = State.SWITCHED
         return head_bytes(event.status_code, event.reason, headers)
 
-    def _response_head(self, event: Response) -> bytes:
+    def _response_head(self, event: Response, default_length: int | None = None) -> bytes:
         status = event.status_code
         if not _is_status(status) or not 200 <= status <= 999:
             raise LocalProtocolError(
@@ -306,6 +310,8 @@ class ServerConnection:
                 has_server = True
             headers.append((name, value))
 
+        if content_length is None:
+            content_length = default_length  # send_response(): the body's own length
         # The framing (RFC 9112 §6.3), chosen once, here.
         http_10 = request is not None and request.http_version == b"1.0"
         head_request = request is not None and request.method == b"HEAD"
@@ -338,9 +344,13 @@ class ServerConnection:
 
     @staticmethod
     def _checked(name: bytes | str, value: bytes | str) -> Header:
+        if type(name) is bytes and type(value) is bytes and (name, value) in _VALID:
+            return name, value
         if isinstance(name, str) or isinstance(value, str):
             raise LocalProtocolError(f"header ({name!r}, {value!r}): names and values are bytes")
         validate_header(name, value)
+        if len(_VALID) < 4096 and type(name) is bytes and type(value) is bytes:
+            _VALID.add((name, value))
         return name, value
 
     # -- convenience for whole responses ------------------------------------------------------
@@ -352,11 +362,20 @@ class ServerConnection:
         reason: bytes = b"",
     ) -> bytes:
         """Head, body and end in one call, with Content-Length: the common case."""
-        headers = list(headers)
-        if not any(name.lower() == b"content-length" for name, _ in headers):
-            # A HEAD answer may carry the GET body's length with an empty body: keep it.
-            headers.append((b"Content-Length", b"%d" % len(body)))
-        head = self.send(Response(status, tuple(headers), reason))
+        # What send(Response(...)) does, without the event's trip through the tables: the
+        # same state check, and the head built with the body's length as the default
+        # Content-Length (so the app's headers need no copy and no extra scan).
+        if self.our_state is not State.SEND_RESPONSE:
+            self._keep_alive = False
+            raise LocalProtocolError(
+                f"Response is not allowed for the server in state {self.our_state!r}"
+            )
+        try:
+            head = self._response_head(Response(status, tuple(headers), reason), len(body))
+        except LocalProtocolError:
+            self._keep_alive = False
+            raise
+        self.our_state = State.SEND_BODY
         # Data and EndOfMessage, without two more trips through send(): the head was
         # accepted, so we are in SEND_BODY with the writer it chose. This is the hot path
         # of every small response, and the same moves as send() makes, spelled out.

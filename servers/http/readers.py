@@ -339,7 +339,7 @@ class ContentLengthReader:
 
     def __call__(self, buf: bytearray, eof: bool) -> Data | EndOfMessage | None:
         if self.remaining == 0:
-            return EndOfMessage()
+            return _END
         if not buf:
             if eof:
                 # §8: a message shorter than its Content-Length is incomplete.
@@ -465,3 +465,4 @@ class ChunkedReader:
 
 
 BodyReader = ContentLengthReader | ChunkedReader
+_END = EndOfMessage()

@@ -24,7 +24,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from .events import Header, LocalProtocolError
-from .grammar import content_length_re, forbidden_in_value_re, token_re
+from .grammar import forbidden_in_value_re, token_re
 
 __all__ = [
     "BodyWriter",
@@ -53,7 +53,19 @@ def http_date() -> bytes:
     return _date_cache[1]
 
 
+_PHRASES: dict[int, bytes] = {}
+_STATUS_LINES: dict[int, bytes] = {}  # status -> its status line with our phrase
+
+
 def reason_phrase(status: int) -> bytes:
+    phrase = _PHRASES.get(status)
+    if phrase is not None:
+        return phrase
+    _PHRASES[status] = phrase = _reason_phrase(status)
+    return phrase
+
+
+def _reason_phrase(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
@@ -71,7 +83,8 @@ def validate_header(name: bytes, value: bytes) -> None:
 
 
 def parse_content_length(value: bytes) -> int:
-    if not content_length_re.fullmatch(value) or len(value) > 18:
+    # bytes.isdigit() is true exactly for 1*DIGIT (ASCII only): content_length_re, in C.
+    if not value.isdigit() or len(value) > 18:
         raise LocalProtocolError(f"Content-Length {value!r} is not a plain decimal number")
     return int(value)
 
@@ -79,12 +92,17 @@ def parse_content_length(value: bytes) -> int:
 def head_bytes(status: int, reason: bytes, headers: list[Header]) -> bytes:
     """RFC 9112 §4 status-line and §5 field lines. We always speak HTTP/1.1 (RFC 9110 §2.5)."""
     if not reason:
-        reason = reason_phrase(status)
-    # A str reason would raise TypeError; it is the app's mistake, reported as one.
-    if not isinstance(reason, bytes) or forbidden_in_value_re.search(reason):
-        raise LocalProtocolError(f"illegal reason phrase {reason!r}")
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    parts.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
+    else:
+        # A str reason would raise TypeError; it is the app's mistake, reported as one.
+        if not isinstance(reason, bytes) or forbidden_in_value_re.search(reason):
+            raise LocalProtocolError(f"illegal reason phrase {reason!r}")
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    parts = [line]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
 
