@@ -371,7 +371,6 @@ class Exchange:
         self.headers: list[tuple[str, str]] = []
         self.started = False  # start_response() was called, even if it raised
         self.head_sent = False
-        self.wrote = False  # write() was used: no Content-Length may be inferred
 
     # -- the environ ------------------------------------------------------------------------
     def environ(self) -> dict[str, Any]:
@@ -525,8 +524,10 @@ class Exchange:
                     traceback.print_exc(file=sys.stderr)
 
     def _send_iterable(self, result: Iterable[bytes]) -> None:
+        # Only before the head went out: once write() has sent it (with data), the length
+        # of the iterable says nothing about the length of the body.
         if (
-            not self.wrote
+            not self.head_sent
             and isinstance(result, list | tuple)
             and len(result) == 1
             and self.status is not None
