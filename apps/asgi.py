@@ -17,11 +17,14 @@ from that shape:
 * **The body is messages.** ``http.request`` messages arrive with ``body`` and
   ``more_body``; ``/upload`` hashes each one as it comes, so any size costs the same memory.
 * **Streaming is messages too.** ``/stream`` sends ``http.response.body`` with
-  ``more_body=True`` per line. Because ``receive()`` keeps working while we answer, a
-  background listener hears ``http.disconnect``, and the timer of ``/sleep`` or of the
-  paced answer is cut short: a task can be told what a WSGI thread in ``time.sleep`` cannot.
+  ``more_body=True`` per line (``/events`` per server-sent event). Because ``receive()``
+  keeps working while we answer, a background listener hears ``http.disconnect``, and the
+  timer of ``/sleep`` or of the paced answer is cut short: a task can be told what a WSGI
+  thread in ``time.sleep`` cannot.
 * **WebSockets fit naturally.** ``/ws`` is the same loop of messages with
   ``websocket.receive`` and ``websocket.send``: this is what WSGI could not express.
+  ``/chat`` goes one step further: a message from one connection is sent on all the others
+  (the room is ``apps/chat.py``), so a task sends while another one receives.
 * **Lifespan.** One ``lifespan`` scope per process says "starting" and "stopping"; we use
   startup to compile the page template, so that the first visitor does not pay for it.
 
@@ -33,10 +36,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any
 
-from apps import family
+from apps import chat, family
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "app"]
 
@@ -213,6 +216,10 @@ async def _stream(scope: Scope, receive: Receive) -> Reply | None:
     return family.stream(scope["query_string"])
 
 
+async def _events(scope: Scope, receive: Receive) -> Reply | None:
+    return family.events(scope["query_string"])
+
+
 async def _upload(scope: Scope, receive: Receive) -> Reply | None:
     digest = family.UploadDigest()
     async with aclosing(_body_pieces(receive)) as body:
@@ -230,6 +237,11 @@ async def _ws(scope: Scope, receive: Receive) -> Reply | None:
     return family.upgrade_required()
 
 
+async def _chat_page(scope: Scope, receive: Receive) -> Reply | None:
+    # Plain HTTP gets the page; its script comes back on the same path as a WebSocket.
+    return family.chat_page()
+
+
 _HANDLERS: dict[str, Handler] = {
     "/hello": _hello,
     "/echo": _echo,
@@ -238,22 +250,31 @@ _HANDLERS: dict[str, Handler] = {
     "/sleep": _sleep,
     "/cpu": _cpu,
     "/stream": _stream,
+    "/events": _events,
     "/upload": _upload,
     "/page": _page,
     "/ws": _ws,
+    "/chat": _chat_page,
 }
 
 
 # -- WebSocket ------------------------------------------------------------------------------
 async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
-    """/ws: accept, then send back every message as it came (text as text, bytes as bytes)."""
+    """A WebSocket on /ws (the echo) or /chat (the room); anywhere else it is refused."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return  # the client left during the handshake
-    if scope["path"] != "/ws":
+    if scope["path"] == "/ws":
+        await _echo_socket(receive, send)
+    elif scope["path"] == "/chat":
+        await _chat_socket(receive, send)
+    else:
         # Closing before accepting makes the server refuse the handshake with 403 (ASGI spec).
         await send({"type": "websocket.close", "code": 1008})
-        return
+
+
+async def _echo_socket(receive: Receive, send: Send) -> None:
+    """/ws: accept, then send back every message as it came (text as text, bytes as bytes)."""
     await send({"type": "websocket.accept"})
     while True:
         message = await receive()
@@ -264,6 +285,86 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
+# -- /chat ----------------------------------------------------------------------------------
+# One room for the process: every connection on /chat joins it (see apps/chat.py).
+ROOM = chat.Room()
+# Close codes (RFC 6455 §7.4.1, and the IANA registry for 1013) and the reasons sent with
+# them, which the chat page shows.
+_UNSUPPORTED = (1003, "the chat takes text messages only")
+_TOO_BIG = (1009, f"a message holds at most {family.CHAT_MESSAGE_BYTES} bytes of UTF-8")
+_TOO_SLOW = (1008, f"too slow: {family.CHAT_BACKLOG} messages were waiting for you")
+_FULL = (1013, f"the room is full ({family.CHAT_MEMBERS} members); try again later")
+
+
+async def _chat_socket(receive: Receive, send: Send) -> None:
+    """/chat: accept, join the room, then do two jobs at once until one of them ends it.
+
+    * reading: each text message from this client is said to the room;
+    * writing: the events in this member's outbox are sent to this client.
+
+    They must be separate tasks: a member's socket may be slow to take what we send, and
+    while one task waits for it, the other still hears the client (and the room still
+    hears the others, since a broadcast only fills outboxes). The membership ends when the
+    client leaves, breaks a rule (a message too big, or not text) or falls too far behind.
+    """
+    # Accept first, even when the room is full: a refused handshake is a bare 403 that a
+    # browser does not show, while a close after accepting carries a reason the page shows.
+    await send({"type": "websocket.accept"})
+    member = ROOM.join()
+    if member is None:
+        await send({"type": "websocket.close", "code": _FULL[0], "reason": _FULL[1]})
+        return
+    reading = asyncio.ensure_future(_chat_read(receive, member))
+    writing = asyncio.ensure_future(_chat_write(send, member))
+    dropped = asyncio.ensure_future(member.dropped.wait())
+    jobs = {reading, writing, dropped}
+    try:
+        await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ROOM.leave(member)  # the others hear it at once, whatever happens next here
+        for job in jobs:
+            job.cancel()  # a send waiting on a slow socket included: we close it below
+        await asyncio.wait(jobs)
+    if writing.done() and not writing.cancelled():
+        writing.result()  # it ends only by an error: a closed socket returns, a bug raises
+    close: tuple[int, str] | None = None  # None: the client has left, nobody to close
+    if dropped.done() and not dropped.cancelled():
+        close = _TOO_SLOW
+    elif reading.done() and not reading.cancelled():
+        close = reading.result()
+    if close is not None:
+        # A dropped member's client may be gone by now too (ASGI 2.4: send() raises an
+        # OSError then); there is nobody left to tell, so that is the end of it.
+        with suppress(OSError):
+            await send({"type": "websocket.close", "code": close[0], "reason": close[1]})
+
+
+async def _chat_read(receive: Receive, member: chat.Member) -> tuple[int, str] | None:
+    """Say each text message to the room; return the close a broken rule calls for, or
+    None when the client has left."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is None:
+            return _UNSUPPORTED
+        # RFC 6455 §7.4.1: 1009, "a message that is too big for it to process".
+        if len(text.encode()) > family.CHAT_MESSAGE_BYTES:
+            return _TOO_BIG
+        ROOM.say(member, text)
+
+
+async def _chat_write(send: Send, member: chat.Member) -> None:
+    """Send this member's events as they come, one at a time: each waits for the socket."""
+    try:
+        while True:
+            event = await member.outbox.get()
+            await send({"type": "websocket.send", "text": event})
+    except OSError:
+        return  # ASGI 2.4: send() on a closed connection raises an OSError; the client left
 
 
 # -- lifespan -------------------------------------------------------------------------------

@@ -54,8 +54,15 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "CHAT_BACKLOG",
+    "CHAT_MEMBERS",
+    "CHAT_MESSAGE_BYTES",
+    "CHAT_TITLE",
     "CPU_N",
     "ECHO_LIMIT",
+    "EVENTS_COUNT",
+    "EVENTS_DELAY_MS",
+    "EVENT_STREAM",
     "HELLO_BODY",
     "HTML",
     "JSON",
@@ -76,6 +83,7 @@ __all__ = [
     "bad_content_length",
     "bad_parameter",
     "canonical_json",
+    "chat_page",
     "content_too_large",
     "cpu",
     "cpu_text",
@@ -84,6 +92,8 @@ __all__ = [
     "echo_body",
     "echo_query",
     "env",
+    "event_text",
+    "events",
     "hello",
     "incomplete_body",
     "int_param",
@@ -92,6 +102,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "page",
+    "render_chat_page",
     "render_page",
     "respond",
     "sleep_text",
@@ -110,6 +121,8 @@ TEXT: Final = "text/plain; charset=utf-8"
 JSON: Final = "application/json"  # RFC 8259 §11: JSON is UTF-8 by definition, no charset
 HTML: Final = "text/html; charset=utf-8"
 OCTETS: Final = "application/octet-stream"  # RFC 9110 §8.3: what an unlabelled body may be
+# HTML's server-sent events (WHATWG HTML §9.2): always UTF-8, so it takes no charset.
+EVENT_STREAM: Final = "text/event-stream"
 
 # -- sizes ----------------------------------------------------------------------------------
 # Bodies are read in pieces of this size. 64 KiB is shutil.COPY_BUFSIZE on POSIX: big enough
@@ -142,9 +155,11 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("/sleep", _GET_HEAD, True, "/sleep?ms=100", "waits without using the CPU"),
     Route("/cpu", _GET_HEAD, True, "/cpu?n=100000", "busy work that holds the CPU"),
     Route("/stream", _GET_HEAD, True, "/stream?chunks=5&delay_ms=100", "lines, one at a time"),
+    Route("/events", _GET_HEAD, True, "/events?count=5&delay_ms=1000", "server-sent events"),
     Route("/upload", ("POST",), True, "/upload", "the size and SHA-256 of the body"),
     Route("/page", _GET_HEAD, True, "/page", "this page, rendered with Jinja2"),
     Route("/ws", _GET_HEAD, False, "/ws", "a WebSocket echo (ASGI only)"),
+    Route("/chat", _GET_HEAD, True, "/chat", "a chat page; its room is a WebSocket (ASGI only)"),
 )
 _ROUTES_BY_PATH: Final = {route.path: route for route in ROUTES}
 
@@ -163,7 +178,8 @@ class Response:
 class Stream:
     """An answer sent in pieces: the head at once, then ``chunks`` with ``delay`` seconds
     between two of them. No Content-Length, so an HTTP/1.1 server must frame it itself
-    (chunked transfer coding, RFC 9112 §7.1): that is what /stream exists to show."""
+    (chunked transfer coding, RFC 9112 §7.1): that is what /stream exists to show, and
+    /events is the same shape with another Content-Type."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -236,6 +252,9 @@ SLEEP_MS: Final = IntParam("ms", 0, 60_000, 100)
 CPU_N: Final = IntParam("n", 0, 10_000_000, 100_000)
 STREAM_CHUNKS: Final = IntParam("chunks", 1, 1_000, 5)
 STREAM_DELAY_MS: Final = IntParam("delay_ms", 0, 10_000, 100)
+# /events is paced for a person watching a browser: one event a second by default.
+EVENTS_COUNT: Final = IntParam("count", 1, 1_000, 5)
+EVENTS_DELAY_MS: Final = IntParam("delay_ms", 0, 10_000, 1_000)
 
 # ASCII digits and an optional minus, nothing else: int() alone would also take "+1", " 1",
 # "1_0" and other scripts' digits, which a CGI script in C or shell would not.
@@ -431,6 +450,24 @@ def stream(raw_query: bytes) -> Stream:
     return Stream(200, (("Content-Type", TEXT),), lines, delay_ms / 1000)
 
 
+def event_text(index: int, count: int) -> bytes:
+    """Event ``index`` (counting from 1) of ``count``, in the event stream format (WHATWG
+    HTML §9.2.6): an ``id:`` line, a ``data:`` line, and the blank line that dispatches it.
+    The id is what a browser sends back as ``Last-Event-ID`` when it reconnects."""
+    return f"id: {index}\ndata: event {index} of {count}\n\n".encode("ascii")
+
+
+def events(raw_query: bytes) -> Stream:
+    """/events: server-sent events, paced like /stream. ``Cache-Control: no-cache`` because
+    an event stream is news, not a document: no cache may answer it from a stored copy
+    (RFC 9111 §5.2.2.4)."""
+    count = int_param(raw_query, EVENTS_COUNT)
+    delay_ms = int_param(raw_query, EVENTS_DELAY_MS)
+    chunks = tuple(event_text(index, count) for index in range(1, count + 1))
+    headers = (("Content-Type", EVENT_STREAM), ("Cache-Control", "no-cache"))
+    return Stream(200, headers, chunks, delay_ms / 1000)
+
+
 def upload_json(size: int, sha256_hex: str) -> bytes:
     """/upload's body: ``{"bytes":N,"sha256":"<64 lower-case hex digits>"}`` and a newline."""
     return canonical_json({"bytes": size, "sha256": sha256_hex})
@@ -482,3 +519,24 @@ def render_page() -> bytes:
 
 def page() -> Response:
     return respond(render_page(), HTML)
+
+
+# -- /chat ----------------------------------------------------------------------------------
+# The page is the same bytes in every era; the room behind it (apps/chat.py) needs a live
+# two-way connection, so only the asgi era hosts it. Its bounds keep one room from holding
+# more than CHAT_MEMBERS * (CHAT_BACKLOG * CHAT_MESSAGE_BYTES + a socket's buffer) of memory:
+# about 3 MiB of queued messages at the top, however the members behave.
+CHAT_TITLE: Final = "gatewaylab: chat"
+CHAT_MESSAGE_BYTES: Final = 1024  # one message, UTF-8 encoded; a longer one closes with 1009
+CHAT_MEMBERS: Final = 100  # the 101st is accepted, told the room is full, and closed (1013)
+CHAT_BACKLOG: Final = 32  # messages waiting for one member; one more and it is dropped (1008)
+
+
+def render_chat_page() -> bytes:
+    template = _templates().get_template("chat.html")
+    return template.render(title=CHAT_TITLE, limit=CHAT_MESSAGE_BYTES).encode()
+
+
+def chat_page() -> Response:
+    """GET /chat in every era: the page whose script opens a WebSocket on /chat."""
+    return respond(render_chat_page(), HTML)

@@ -21,8 +21,8 @@ Compared with ``apps/wsgi.py``, the only differences are the interface's:
   STDIN stream: unlike a CGI pipe, FastCGI's STDIN always has a defined end (an empty
   record, §3.3), so a body nginx de-chunked without a CONTENT_LENGTH is still whole.
 * **The answer** is printed, not returned: ``Status: 200 OK``, ``Content-Type``,
-  ``Content-Length``, then the bytes; ``/stream`` flushes each line, so that the server
-  sends it as a STDOUT record at once and the HTTP front end can pass it on.
+  ``Content-Length``, then the bytes; ``/stream`` and ``/events`` flush each piece, so
+  that the server sends it as a STDOUT record at once and the HTTP front end can pass it on.
 * The return value is the exit status a CGI program would have had: 0.
 
 Every byte of every answer still comes from :mod:`apps.family`.
@@ -149,6 +149,10 @@ def _stream(params: dict[str, bytes], stdin: BinaryIO) -> Reply:
     return family.stream(_raw_query(params))
 
 
+def _events(params: dict[str, bytes], stdin: BinaryIO) -> Reply:
+    return family.events(_raw_query(params))
+
+
 def _upload(params: dict[str, bytes], stdin: BinaryIO) -> Reply:
     digest = family.UploadDigest()
     for piece in _body_pieces(params, stdin):
@@ -164,6 +168,12 @@ def _ws(params: dict[str, bytes], stdin: BinaryIO) -> Reply:
     return family.websocket_unsupported()
 
 
+def _chat(params: dict[str, bytes], stdin: BinaryIO) -> Reply:
+    # The page, as in every era; the WebSocket its script then opens fails here (see _ws),
+    # and the page says so.
+    return family.chat_page()
+
+
 _HANDLERS: dict[str, Handler] = {
     "/hello": _hello,
     "/echo": _echo,
@@ -172,7 +182,9 @@ _HANDLERS: dict[str, Handler] = {
     "/sleep": _sleep,
     "/cpu": _cpu,
     "/stream": _stream,
+    "/events": _events,
     "/upload": _upload,
     "/page": _page,
     "/ws": _ws,
+    "/chat": _chat,
 }

@@ -14,14 +14,16 @@ from that shape:
 * **The body is a file.** ``wsgi.input`` is read with ``read(size)``, never more than
   ``CONTENT_LENGTH`` bytes (PEP 3333: reading past it may block forever), in pieces of
   ``family.READ_SIZE`` so that an upload of any size costs the same memory.
-* **Streaming is a generator.** ``/stream`` returns a generator that sleeps between
-  lines. The server sends each line as it is yielded; if the client goes away, the
-  server's next write fails and it calls ``close()``, which ends the generator at its
-  ``yield``. A thread asleep in ``time.sleep`` cannot be told earlier: compare the asgi
-  flavour, which notices a disconnect while it waits.
+* **Streaming is a generator.** ``/stream`` (and ``/events``, the same with server-sent
+  events) returns a generator that sleeps between lines. The server sends each line as it
+  is yielded; if the client goes away, the server's next write fails and it calls
+  ``close()``, which ends the generator at its ``yield``. A thread asleep in
+  ``time.sleep`` cannot be told earlier: compare the asgi flavour, which notices a
+  disconnect while it waits.
 * **No two-way connections.** There is no way to hand the socket to the app, so ``/ws``
   answers 501 (and the app may not even send an ``Upgrade`` header: hop-by-hop headers
-  are the server's, PEP 3333 "Other HTTP Features").
+  are the server's, PEP 3333 "Other HTTP Features"). ``/chat`` still answers its page,
+  whose script then finds no WebSocket to talk to and says to run the asgi era.
 
 Every byte of every answer comes from :mod:`apps.family`; this module only translates.
 Run it under ``wsgiref.validate.validator`` to see that it keeps the rules (the tests do).
@@ -161,6 +163,10 @@ def _stream(environ: WSGIEnvironment) -> Reply:
     return family.stream(_raw_query(environ))
 
 
+def _events(environ: WSGIEnvironment) -> Reply:
+    return family.events(_raw_query(environ))
+
+
 def _upload(environ: WSGIEnvironment) -> Reply:
     digest = family.UploadDigest()
     for piece in _body_pieces(environ):
@@ -176,6 +182,12 @@ def _ws(environ: WSGIEnvironment) -> Reply:
     return family.websocket_unsupported()
 
 
+def _chat(environ: WSGIEnvironment) -> Reply:
+    # The page, as in every era; the WebSocket its script then opens fails here (see _ws),
+    # and the page says so.
+    return family.chat_page()
+
+
 _HANDLERS: dict[str, Handler] = {
     "/hello": _hello,
     "/echo": _echo,
@@ -184,7 +196,9 @@ _HANDLERS: dict[str, Handler] = {
     "/sleep": _sleep,
     "/cpu": _cpu,
     "/stream": _stream,
+    "/events": _events,
     "/upload": _upload,
     "/page": _page,
     "/ws": _ws,
+    "/chat": _chat,
 }

@@ -27,7 +27,7 @@ from wsgiref.validate import validator
 
 import pytest
 
-from apps import asgi, family, wsgi
+from apps import asgi, family, responder, wsgi
 from tests.test_family_contract import (
     BAD_PARAMETER,
     CPU_RESULTS,
@@ -220,10 +220,14 @@ DETERMINISTIC = [
     ("HEAD", "/cpu?n=3", b"", ()),
     ("GET", "/stream?chunks=3&delay_ms=0", b"", ()),
     ("HEAD", "/stream?chunks=3&delay_ms=0", b"", ()),
+    ("GET", "/events?count=3&delay_ms=0", b"", ()),
+    ("HEAD", "/events?count=3&delay_ms=0", b"", ()),
     ("POST", "/upload", BIG, ()),
     ("POST", "/upload", b"", ()),
     ("GET", "/page", b"", ()),
     ("HEAD", "/page", b"", ()),
+    ("GET", "/chat", b"", ()),
+    ("HEAD", "/chat", b"", ()),
     ("GET", "/nope", b"", ()),
     ("GET", "/", b"", ()),
     ("DELETE", "/hello", b"", ()),
@@ -235,6 +239,10 @@ DETERMINISTIC = [
     ("GET", "/cpu?n=%D9%A1", b"", ()),  # ARABIC-INDIC DIGIT ONE: a digit, not an ASCII one
     ("GET", "/stream?chunks=1001", b"", ()),
     ("GET", "/stream?delay_ms=x", b"", ()),
+    ("GET", "/events?count=0", b"", ()),
+    ("GET", "/events?delay_ms=10001", b"", ()),
+    ("DELETE", "/events", b"", ()),
+    ("POST", "/chat", b"x", ()),
 ]
 
 
@@ -263,6 +271,10 @@ EXPECTED_BODIES = {
     ("GET", "/cpu?n=%2B5"): (400, BAD_PARAMETER["n"]),
     ("GET", "/stream?chunks=1001"): (400, BAD_PARAMETER["chunks"]),
     ("GET", "/stream?delay_ms=x"): (400, BAD_PARAMETER["delay_ms"]),
+    ("GET", "/events?count=0"): (400, BAD_PARAMETER["count"]),
+    ("GET", "/events?delay_ms=10001"): (400, BAD_PARAMETER["events delay_ms"]),
+    ("DELETE", "/events"): (405, NOT_ALLOWED["/events"]),
+    ("POST", "/chat"): (405, NOT_ALLOWED["/chat"]),
     ("GET", "/sleep?ms=007&other=x"): (200, b"slept 7 ms\n"),
     ("GET", "/cpu?n=3"): (200, f"cpu n=3 result={CPU_RESULTS[3]}\n".encode()),
 }
@@ -349,6 +361,17 @@ def test_wsgi_stream_close_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
     assert naps == []
 
 
+def test_wsgi_events_are_paced_one_second_apart_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    naps: list[float] = []
+    monkeypatch.setattr(time, "sleep", naps.append)
+    answer, _ = call_wsgi("GET", "/events?count=3")
+    assert answer.pieces == [f"id: {i}\ndata: event {i} of 3\n\n".encode() for i in (1, 2, 3)]
+    assert naps == [1.0, 1.0]  # between events, none before the first or after the last
+    assert answer.headers == [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+
+
 @pytest.mark.parametrize("ms", [0, 1, 60000])
 def test_wsgi_sleep_uses_time_sleep(monkeypatch: pytest.MonkeyPatch, ms: int) -> None:
     naps: list[float] = []
@@ -376,6 +399,12 @@ def test_wsgi_ws_is_501() -> None:
     assert (answer.status, answer.body) == (501, WS_UNSUPPORTED)
 
 
+def test_wsgi_chat_answers_the_page_even_to_a_handshake() -> None:
+    upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+    answer, _ = call_wsgi("GET", "/chat", headers=upgrade)
+    assert (answer.status, answer.body) == (200, family.render_chat_page())
+
+
 # -- ASGI specifics -------------------------------------------------------------------------
 def test_asgi_stream_sends_one_message_per_line() -> None:
     async def run() -> list[dict[str, Any]]:
@@ -393,6 +422,24 @@ def test_asgi_stream_sends_one_message_per_line() -> None:
         (b"", False),
     ]
     assert b"content-length" not in dict(start["headers"])
+
+
+def test_asgi_events_send_one_message_per_event() -> None:
+    async def run() -> list[dict[str, Any]]:
+        server = FakeHTTPServer([])
+        await asgi.app(http_scope("GET", "/events?count=2&delay_ms=1"), server.receive, server.send)
+        return server.sent
+
+    start, *bodies = asyncio.run(run())
+    assert [(m["body"], m.get("more_body", False)) for m in bodies] == [
+        (b"id: 1\ndata: event 1 of 2\n\n", True),
+        (b"id: 2\ndata: event 2 of 2\n\n", True),
+        (b"", False),
+    ]
+    assert start["headers"] == [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-cache"),
+    ]
 
 
 def test_asgi_upload_hashes_every_message() -> None:
@@ -432,6 +479,11 @@ def test_asgi_stops_streaming_when_the_client_leaves() -> None:
     assert sent[1]["body"] == b"chunk 1 of 3\n"
 
 
+def test_asgi_stops_sending_events_when_the_client_leaves() -> None:
+    sent = _run_until_disconnect("/events?count=3")  # a second apart: it must not wait them
+    assert [m["body"] for m in sent[1:]] == [b"id: 1\ndata: event 1 of 3\n\n"]
+
+
 def test_asgi_upload_interrupted_answers_nothing() -> None:
     assert _run_until_disconnect("/upload", [b"part of a body"]) == []
 
@@ -452,6 +504,11 @@ def test_asgi_ws_over_http_is_426() -> None:
     answer = call_asgi("GET", "/ws")
     assert (answer.status, answer.body) == (426, UPGRADE_REQUIRED)
     assert answer.header("upgrade") == "websocket"
+
+
+def test_asgi_chat_over_http_is_the_page() -> None:
+    answer = call_asgi("GET", "/chat")
+    assert (answer.status, answer.body) == (200, family.render_chat_page())
 
 
 def _websocket_conversation(path: str, incoming: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -566,10 +623,21 @@ def test_json_is_canonical() -> None:
     assert family.json_safe({1: (b"\xff", None, object)}) == {"1": ["ÿ", None, repr(object)]}
 
 
-def test_every_route_has_a_handler_in_both_flavours() -> None:
+def test_every_route_has_a_handler_in_every_flavour() -> None:
     paths = [route.path for route in family.ROUTES]
     assert list(wsgi._HANDLERS) == paths
     assert list(asgi._HANDLERS) == paths
+    assert list(responder._HANDLERS) == paths
+    # The CGI flavour: one script per route, named as its path.
+    cgi_bin = README.with_name("cgi-bin")
+    assert all((cgi_bin / path.lstrip("/")).is_file() for path in paths)
+
+
+def test_events_defaults_and_bounds() -> None:
+    plan = family.events(b"")
+    assert (len(plan.chunks), plan.delay) == (5, 1.0)
+    assert plan.chunks[-1] == b"id: 5\ndata: event 5 of 5\n\n"
+    assert family.events(b"count=1000&delay_ms=10000").chunks[999].startswith(b"id: 1000\n")
 
 
 # -- the README is the contract; keep it true -----------------------------------------------
@@ -595,5 +663,17 @@ def test_readme_page_digest_matches_the_template() -> None:
     page = family.render_page()
     length = re.search(r"page-length: (\d+)", readme)
     digest = re.search(r"page-sha256: ([0-9a-f]{64})", readme)
+    assert length and digest
+    assert (int(length[1]), digest[1]) == (len(page), hashlib.sha256(page).hexdigest())
+
+
+def test_readme_chat_digest_matches_the_template() -> None:
+    readme = README.read_text()
+    page = family.render_chat_page()
+    # The page's one sentence for the eras without a room, as the README quotes it.
+    sentence = "This era cannot host WebSockets; run the asgi era (python -m servers asgi)."
+    assert sentence in readme and sentence.encode() in page
+    length = re.search(r"chat-length: (\d+)", readme)
+    digest = re.search(r"chat-sha256: ([0-9a-f]{64})", readme)
     assert length and digest
     assert (int(length[1]), digest[1]) == (len(page), hashlib.sha256(page).hexdigest())

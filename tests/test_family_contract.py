@@ -30,19 +30,26 @@ TEXT = "text/plain; charset=utf-8"
 HELLO = b"Hello, world!\n"
 NOT_FOUND = (
     b"Not found: the family's routes are /hello, /echo, /env, /whoami, /sleep, /cpu, /stream,"
-    b" /upload, /page and /ws.\n"
+    b" /events, /upload, /page, /ws and /chat.\n"
 )
 NOT_ALLOWED = {
     "/hello": b"Method not allowed: /hello accepts GET, HEAD.\n",
     "/echo": b"Method not allowed: /echo accepts GET, HEAD, POST.\n",
     "/page": b"Method not allowed: /page accepts GET, HEAD.\n",
     "/upload": b"Method not allowed: /upload accepts POST.\n",
+    "/events": b"Method not allowed: /events accepts GET, HEAD.\n",
+    "/chat": b"Method not allowed: /chat accepts GET, HEAD.\n",
 }
 BAD_PARAMETER = {
     "ms": b"Bad parameter: ms must be one integer from 0 to 60000 (default 100).\n",
     "n": b"Bad parameter: n must be one integer from 0 to 10000000 (default 100000).\n",
     "chunks": b"Bad parameter: chunks must be one integer from 1 to 1000 (default 5).\n",
     "delay_ms": b"Bad parameter: delay_ms must be one integer from 0 to 10000 (default 100).\n",
+    "count": b"Bad parameter: count must be one integer from 1 to 1000 (default 5).\n",
+    # The same name as /stream's, with /events' own default.
+    "events delay_ms": (
+        b"Bad parameter: delay_ms must be one integer from 0 to 10000 (default 1000).\n"
+    ),
 }
 TOO_LARGE = (
     b"Content too large: /echo holds the body in memory, so it takes at most 1048576 bytes;"
@@ -63,6 +70,14 @@ DETERMINISTIC_GETS = {
     "/sleep?ms=0": b"slept 0 ms\n",
     "/cpu?n=3": b"cpu n=3 result=3519870697\n",
     "/stream?chunks=2&delay_ms=0": b"chunk 1 of 2\nchunk 2 of 2\n",
+}
+EVENT_STREAM = "text/event-stream"
+# /events, kept apart from DETERMINISTIC_GETS because, like /stream, it has no Content-Length.
+EVENTS_GETS = {
+    "/events?count=2&delay_ms=0": b"id: 1\ndata: event 1 of 2\n\nid: 2\ndata: event 2 of 2\n\n",
+    "/events?delay_ms=0": b"".join(
+        f"id: {i}\ndata: event {i} of 5\n\n".encode() for i in range(1, 6)
+    ),
 }
 
 
@@ -86,17 +101,21 @@ def test_hello_is_the_same_bytes_everywhere(client: httpx.Client) -> None:
     assert reply.content == family.HELLO_BODY
 
 
-@pytest.mark.parametrize("target", [*DETERMINISTIC_GETS, "/page"])
+@pytest.mark.parametrize("target", [*DETERMINISTIC_GETS, *EVENTS_GETS, "/page", "/chat"])
 def test_deterministic_get_routes(client: httpx.Client, target: str) -> None:
     reply = client.get(target)
     assert reply.status_code == 200
     if target == "/page":
         assert reply.content == family.render_page()
+    elif target == "/chat":
+        assert reply.content == family.render_chat_page()
     else:
-        assert reply.content == DETERMINISTIC_GETS[target]
+        assert reply.content == {**DETERMINISTIC_GETS, **EVENTS_GETS}[target]
 
 
-@pytest.mark.parametrize("target", [*DETERMINISTIC_GETS, "/page", "/whoami", "/env"])
+@pytest.mark.parametrize(
+    "target", [*DETERMINISTIC_GETS, *EVENTS_GETS, "/page", "/chat", "/whoami", "/env"]
+)
 def test_head_answers_gets_headers_without_a_body(client: httpx.Client, target: str) -> None:
     get, head = client.get(target), client.head(target)
     assert head.status_code == get.status_code == 200
@@ -223,6 +242,31 @@ def test_head_stream_sends_headers_only(client: httpx.Client) -> None:
     assert reply.content == b""
 
 
+# -- /events --------------------------------------------------------------------------------
+def test_events_arrive_one_at_a_time_as_an_event_stream(client: httpx.Client) -> None:
+    pieces: list[bytes] = []
+    with client.stream("GET", "/events?count=3&delay_ms=200") as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == EVENT_STREAM
+        assert reply.headers["cache-control"] == "no-cache"
+        assert "content-length" not in reply.headers
+        assert reply.headers["transfer-encoding"] == "chunked"
+        pieces.extend(reply.iter_raw())
+    assert len(pieces) > 1  # 200 ms apart: not one piece at the end
+    assert b"".join(pieces) == b"".join(
+        f"id: {i}\ndata: event {i} of 3\n\n".encode() for i in (1, 2, 3)
+    )
+    assert b"".join(pieces) == b"".join(family.events(b"count=3").chunks)
+
+
+def test_head_events_sends_headers_only(client: httpx.Client) -> None:
+    reply = client.head("/events?count=3")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == EVENT_STREAM
+    assert reply.headers["cache-control"] == "no-cache"
+    assert reply.content == b""
+
+
 # -- /upload --------------------------------------------------------------------------------
 def _pieces(data: bytes, size: int) -> Iterator[bytes]:
     for start in range(0, len(data), size):
@@ -258,6 +302,44 @@ def test_page_is_the_rendered_template(client: httpx.Client) -> None:
     assert b"/stream?chunks=5&amp;delay_ms=100" in reply.content  # autoescaped
 
 
+# -- /chat ----------------------------------------------------------------------------------
+def test_chat_page_is_the_rendered_template(client: httpx.Client) -> None:
+    reply = client.get("/chat")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "text/html; charset=utf-8"
+    assert reply.headers["content-length"] == str(len(reply.content))
+    assert reply.content == family.render_chat_page()
+    assert reply.content.startswith(b"<!doctype html>\n")
+    # Self-contained: nothing loaded from anywhere else.
+    for outside in (b"src=", b"href=", b"url(", b"@import"):
+        assert outside not in reply.content
+    assert b"new WebSocket(" in reply.content
+
+
+def test_chat_room_broadcasts_or_the_page_answers(family_server: FamilyHost) -> None:
+    url = family_server.ws_url + "chat"
+    if not family_server.websockets:
+        # No room here: the handshake gets the page again, and a 200 is no 101.
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, proxy=None, open_timeout=10)
+        assert refused.value.response.status_code == 200
+        assert refused.value.response.body == family.render_chat_page()
+        return
+    with connect(url, proxy=None, open_timeout=10) as a:
+        me = json.loads(a.recv(timeout=10))  # the first event is one's own join
+        assert me["event"] == "join"
+        with connect(url, proxy=None, open_timeout=10) as b:
+            you = json.loads(b.recv(timeout=10))
+            assert you["event"] == "join" and you["member"] != me["member"]
+            assert json.loads(a.recv(timeout=10)) == you  # a heard b come in
+            b.send("héllo, room")
+            said = {"event": "say", "member": you["member"], "text": "héllo, room"}
+            assert json.loads(a.recv(timeout=10)) == said
+            assert json.loads(b.recv(timeout=10)) == said  # the sender hears it too
+        left = json.loads(a.recv(timeout=10))
+        assert (left["event"], left["member"]) == ("leave", you["member"])
+
+
 # -- refusals -------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/", "/nope", "/hello/", "/HELLO", "/hello%3F"])
 def test_unknown_paths_are_404(client: httpx.Client, path: str) -> None:
@@ -271,6 +353,8 @@ def test_unknown_paths_are_404(client: httpx.Client, path: str) -> None:
         ("POST", "/page", "GET, HEAD"),
         ("PUT", "/echo", "GET, HEAD, POST"),
         ("GET", "/upload", "POST"),
+        ("DELETE", "/events", "GET, HEAD"),
+        ("POST", "/chat", "GET, HEAD"),
     ],
 )
 def test_wrong_methods_are_405_with_allow(
@@ -296,6 +380,11 @@ def test_wrong_methods_are_405_with_allow(
         ("/cpu?n=" + "9" * 5000, "n"),
         ("/stream?chunks=0", "chunks"),
         ("/stream?chunks=2&delay_ms=10001", "delay_ms"),
+        ("/events?count=0", "count"),
+        ("/events?count=1001", "count"),
+        ("/events?count=1&count=1", "count"),
+        ("/events?delay_ms=10001", "events delay_ms"),
+        ("/events?count=2&delay_ms=-1", "events delay_ms"),
     ],
 )
 def test_bad_parameters_are_400_naming_bounds(

@@ -13,7 +13,7 @@ my ($status, $body, $allow) = ('200 OK', "Hello, world!\n", '');
 if (($ENV{PATH_INFO} // '') ne '') {
     $status = '404 Not Found';
     $body = "Not found: the family's routes are /hello, /echo, /env, /whoami, /sleep,"
-        . " /cpu, /stream, /upload, /page and /ws.\n";
+        . " /cpu, /stream, /events, /upload, /page, /ws and /chat.\n";
 }
 elsif ($method ne 'GET' && $method ne 'HEAD') {
     ($status, $allow) = ('405 Method Not Allowed', 'GET, HEAD');

@@ -17,7 +17,7 @@ if os.environ.get("PATH_INFO"):
     status = "404 Not Found"
     body = (
         b"Not found: the family's routes are /hello, /echo, /env, /whoami, /sleep, /cpu,"
-        b" /stream, /upload, /page and /ws.\n"
+        b" /stream, /events, /upload, /page, /ws and /chat.\n"
     )
 elif method not in ("GET", "HEAD"):
     status, allow = "405 Method Not Allowed", "GET, HEAD"
