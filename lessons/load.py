@@ -4,34 +4,23 @@ Lessons and notebooks end a story with "and under load?": a few users for a few 
 against one server, and a table of what they saw. locust is the tool (its FastHttpUser
 is quick enough that a Python server, not the client, is the bottleneck), but it must run
 **in its own process**: importing it patches sockets and threads for gevent, which would
-break the lesson runner, pytest and a notebook kernel. So :func:`run_load` only builds a
-command line::
+break the lesson runner, pytest and a notebook kernel.
+
+There is one way to run locust in gatewaylab, :func:`loadtests.locust_run.run_locust`,
+and :func:`run_load` is that function with the lesson's locustfile (``locustfile.py``
+here: users that GET the paths a lesson names) and a result that prints as a table::
 
     python -m locust -f lessons/locustfile.py --headless -u USERS -r RATE -t SECONDS
-                     --host URL --csv PREFIX --only-summary
+                     --host URL --csv PREFIX --only-summary --stop-timeout 2
 
-runs it in a new process group (stopped as a group if the caller is interrupted), and
-reads the CSV files it leaves in a temporary directory:
-
-* ``PREFIX_final.csv`` (written by our locustfile when locust quits): one row per
-  request name and an ``Aggregated`` row: counts, failures, response times in ms,
-  requests/s, and the percentiles 50% … 100%;
-* ``PREFIX_stats_history.csv``: one aggregated row per second, for plots over time.
-
-Rows are plain dicts of str -> str | float, numbers converted, so that a notebook can plot
-them with matplotlib and no pandas.
+Its rows come from ``PREFIX_final.csv`` (written when locust quits): one per request name
+and an ``Aggregated`` row, numbers converted; ``history`` holds one aggregated row per
+second, for plots over time. Rows are plain dicts of str -> str | float, so that a
+notebook can plot them with matplotlib and no pandas.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +30,23 @@ from rich.jupyter import JupyterMixin
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["LOCUSTFILE", "LoadError", "LoadResult", "locust_argv", "run_load"]
+from loadtests.locust_run import PERCENTILES, LocustError, Row, read_csv, run_locust
+from loadtests.locust_run import locust_argv as _locust_argv
+
+__all__ = [
+    "LOCUSTFILE",
+    "PERCENTILES",
+    "LoadError",
+    "LoadResult",
+    "locust_argv",
+    "read_csv",
+    "run_load",
+]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-# The percentiles locust reports, as its CSV names the columns.
-PERCENTILES = ("50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%")
 
-
-class LoadError(RuntimeError):
-    """locust did not run; the message carries the end of its output."""
-
-
-Row = dict[str, str | float]
+# The exception is locust_run's own: ``except LoadError`` catches what run_locust raises.
+LoadError = LocustError
 
 
 @dataclass
@@ -126,20 +120,6 @@ def _num(value: str | float | None, fmt: str) -> str:
     return fmt.format(value) if isinstance(value, float) else "—"
 
 
-def _convert(value: str) -> str | float:
-    try:
-        return float(value)
-    except ValueError:
-        return value  # names, "N/A"
-
-
-def read_csv(path: Path) -> list[Row]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [{k: _convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def locust_argv(
     url: str,
     users: int,
@@ -148,18 +128,10 @@ def locust_argv(
     spawn_rate: float | None = None,
     locustfile: Path = LOCUSTFILE,
 ) -> list[str]:
-    return [
-        sys.executable, "-m", "locust",
-        "-f", str(locustfile),
-        "--headless",
-        "-u", str(users),
-        "-r", f"{spawn_rate or users:g}",
-        "-t", f"{max(1, round(seconds))}s",
-        "--host", url.rstrip("/"),
-        "--csv", prefix,
-        "--only-summary",
-        "--stop-timeout", "2",
-    ]  # fmt: skip
+    """The command line :func:`run_load` runs (shown by lessons before they run it)."""
+    return _locust_argv(
+        locustfile, url, users=users, seconds=seconds, spawn_rate=spawn_rate, csv_prefix=prefix
+    )
 
 
 def run_load(
@@ -176,52 +148,14 @@ def run_load(
     Raises :class:`LoadError` if locust cannot run (not installed, a bad locustfile).
     Failed requests do not raise: they are in the table, which is the lesson.
     """
-    with tempfile.TemporaryDirectory(prefix="gatewaylab-load-") as tmp:
-        prefix = str(Path(tmp, "load"))
-        argv = locust_argv(url, users, seconds, prefix, spawn_rate, locustfile)
-        env = {
-            **os.environ,
-            "GATEWAYLAB_LOAD_PATHS": " ".join(paths),
-            "GATEWAYLAB_LOAD_FINAL_CSV": prefix + "_final.csv",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with open(Path(tmp, "output.txt"), "w+b") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=tmp,
-                start_new_session=True,  # its own group: stopped whole if we are interrupted
-            )
-            try:
-                # locust needs a second or two to import and stop; allow generously.
-                code = proc.wait(timeout=seconds + 60)
-            except BaseException:
-                _stop_group(proc)
-                raise
-            out.seek(0)
-            output = out.read().decode("utf-8", "replace")
-        rows = read_csv(Path(prefix + "_final.csv")) or read_csv(Path(prefix + "_stats.csv"))
-        if not rows:
-            tail = "\n".join(output.splitlines()[-12:])
-            raise LoadError(f"locust exited with status {code} and no statistics:\n{tail}")
-        history = [
-            row
-            for row in read_csv(Path(prefix + "_stats_history.csv"))
-            if row.get("Name") == "Aggregated" and float(row.get("User Count", 0) or 0) > 0
-        ]
-    return LoadResult(url, users, seconds, argv, rows, history, output, code)
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + 3
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if proc.poll() is not None:
-            break
-    proc.wait()
+    run = run_locust(
+        locustfile,
+        url,
+        users=users,
+        seconds=seconds,
+        spawn_rate=spawn_rate,
+        env={"GATEWAYLAB_LOAD_PATHS": " ".join(paths)},
+    )
+    return LoadResult(
+        url, users, seconds, run.argv, run.rows, run.history, run.output, run.exit_code
+    )

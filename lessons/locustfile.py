@@ -1,33 +1,35 @@
 """The load a lesson runs: locust users that GET a list of paths as fast as they can.
 
-This file is for ``locust -f`` only, run by :func:`lessons.load.run_load` in a process of
-its own. Nothing else may import it: locust patches sockets and threads (gevent) the
-moment it is imported, which would break the runner, pytest and a notebook kernel.
+This file is for ``locust -f`` only, run by :func:`lessons.load.run_load` (through
+``loadtests.locust_run``) in a process of its own. Nothing else may import it: locust
+patches sockets and threads (gevent) the moment it is imported, which would break the
+runner, pytest and a notebook kernel.
+
+Unlike the family's workloads in ``loadtests/locustfiles/``, which check every answer
+against the family's bytes, this user requests whatever paths a lesson names, on any
+server (the wire server of lesson 0 serves no family), and counts non-2xx answers and
+broken connections as failures, which is locust's default.
 
 Configuration comes from the environment, because locust owns the command line:
 
 * ``GATEWAYLAB_LOAD_PATHS``: paths to request, space-separated (default ``/``); each user
   requests them in turn, with no wait between requests (a closed loop: every user has
   one request in flight, which is how the course's load probes count concurrency).
-* ``GATEWAYLAB_LOAD_FINAL_CSV``: where to write the final statistics when locust quits.
-  locust's own ``--csv`` files are rewritten once a second, so the last second of a short
-  run may be missing from them; this file is written after the last request.
+* ``GATEWAYLAB_LOAD_FINAL_PREFIX``: where the final statistics go when locust quits
+  (set by ``loadtests.locust_run``; the listener is the workloads' own, in ``_common.py``).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-from typing import Any
 
-from locust import FastHttpUser, constant, events, task
-from locust.env import Environment
-from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+from locust import FastHttpUser, constant, task
+
+# For its listeners only: the final CSV files, written when locust quits, and the clock fix
+# that keeps ``-t`` honest on a busy machine. The same module serves every workload.
+from loadtests.locustfiles import _common  # noqa: F401
 
 PATHS = os.environ.get("GATEWAYLAB_LOAD_PATHS", "/").split() or ["/"]
-FINAL_CSV = os.environ.get("GATEWAYLAB_LOAD_FINAL_CSV", "")
-
-_environment: list[Environment] = []
 
 
 class Student(FastHttpUser):
@@ -39,20 +41,3 @@ class Student(FastHttpUser):
     def visit(self) -> None:
         for path in PATHS:
             self.client.get(path)
-
-
-def remember_environment(environment: Environment, **_: Any) -> None:
-    _environment.append(environment)
-
-
-def write_final_stats(**_: Any) -> None:
-    if not FINAL_CSV or not _environment:
-        return
-    with open(FINAL_CSV, "w", newline="") as f:
-        StatsCSV(_environment[0], PERCENTILES_TO_REPORT).requests_csv(csv.writer(f))
-
-
-# Registered by call rather than as decorators: locust's add_listener is untyped; as a
-# decorator it would erase the functions' types, as a call it needs only this ignore.
-events.init.add_listener(remember_environment)  # type: ignore[no-untyped-call]
-events.quit.add_listener(write_final_stats)  # type: ignore[no-untyped-call]
