@@ -203,6 +203,70 @@ def _lesson_3_shows_what_it_teaches(out: str) -> None:
     assert out.count("Aggregated") == 2
 
 
+LESSON_4_SHOWS = (
+    "'type': 'http.response.start', 'status': 200",  # an ASGI app called by hand
+    "Hello from /by-hand, body (none)",
+    "10,000 waits of 0.2 s took",  # the event loop: ten thousand waits ...
+    " s on 1 thread",  # ... on one thread
+    "the loop asks the kernel with: EpollSelector",
+    "[asgi Task-",  # the trace names the task of every message
+    "scope type='http'",
+    "type='http.response.start' status=200",
+    '"path": "/env",',  # the scope, whole, from /env
+    "type='http.request' body=<11 bytes> more_body=False",  # receive() brings the body
+    "type='http.response.body' body=<13 bytes> more_body=True",  # streaming
+    "1 response (101 Switching Protocols)",  # the WebSocket handshake, by hand
+    "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",  # RFC 6455's sample answer
+    "81 8b 37 fa 21 3d",  # a masked client frame
+    "type='websocket.receive' text='hello, loop'",
+    "\\x81\\x0bhello, loop",  # the echo: an unmasked server frame
+    "type='websocket.disconnect' code=1000",
+    "1 process, 305 threads",  # the pool of 304, plus the I/O thread
+    "300 requests of 1000 ms all answered 200",  # held at once, waited together
+    "thread stacks in /proc/",  # each reserved whole, touched little
+    "KiB reserved each",
+    "kernel.pid_max",
+    "stopped blocked: exit status 0",
+    "stopped fixed: exit status 0",
+    "stopped loop: exit status 0",
+    "stopped asgi: exit status 0",
+)
+_COST_ROW = r"│ {what}\s+│ {server}\s+│\s+300 │\s+(-?[\d,.]+) │\s+(-?[\d,.]+) │"
+_LOAD_ROW = r"│ GET {path}\s+│\s+([\d,]+) │\s+([\d,]+) │\s+\S+ │\s+([\d.]+) │"
+
+
+def _kib(match: re.Match[str] | None, column: int) -> float:
+    assert match is not None
+    return float(match.group(column).replace(",", ""))
+
+
+def _lesson_4_shows_what_it_teaches(out: str) -> None:
+    missing = [needle for needle in LESSON_4_SHOWS if needle not in out]
+    assert not missing, missing
+    # The costs, measured: an idle connection costs the event loop less RAM than an idle
+    # thread costs the pool, and a thread reserves megabytes of address space where a
+    # connection reserves kilobytes.
+    connection = re.search(_COST_ROW.format(what="an idle connection", server="loop"), out)
+    thread = re.search(_COST_ROW.format(what="an idle pool thread", server="pool → pool304"), out)
+    assert _kib(connection, 1) < _kib(thread, 1)
+    assert _kib(thread, 2) > 1024 > _kib(connection, 2)
+    # time.sleep in a handler: /hello was read only after the sleeper had answered.
+    blocked = out[out.index("start server blocked") : out.index("load on blocked")]
+    assert blocked.index("> slept 1500 ms") < blocked.index("< GET /hello HTTP/1.1")
+    # await asyncio.sleep: /hello answered while the other request still slept.
+    fixed = out[out.index("start server fixed") : out.index("load on fixed")]
+    assert "< GET /hello HTTP/1.1" in fixed and "> slept 1500 ms" not in fixed
+    # The locust probes: the fast page waits behind the sleeps on the broken app only.
+    hello = re.findall(_LOAD_ROW.format(path="/hello"), out)
+    assert len(hello) == 2 and float(hello[0][2]) > float(hello[1][2]), hello
+    # Lesson 3's 64 users on one thread: no 503, no failure of any kind.
+    (slow,) = re.findall(_LOAD_ROW.format(path=r"/sleep\?ms=100"), out)
+    assert int(slow[0].replace(",", "")) > 0 and slow[1] == "0", slow
+    assert out.count("Aggregated") == 3
+    # The graceful stop waited for the request in flight.
+    assert re.search(r"background request to loop finished after [\d.]+ s: .*\(200 OK\)", out)
+
+
 # What each written lesson must show when it runs straight through. A new lesson adds its
 # checks here: the test below fails for a written lesson that has none.
 LESSON_CHECKS = {
@@ -210,6 +274,7 @@ LESSON_CHECKS = {
     1: _lesson_1_shows_what_it_teaches,
     2: _lesson_2_shows_what_it_teaches,
     3: _lesson_3_shows_what_it_teaches,
+    4: _lesson_4_shows_what_it_teaches,
 }
 
 
