@@ -28,8 +28,8 @@ connections cost a selector entry, not a thread. When every worker is busy, comp
 requests wait in a bounded queue; past it, the server answers 503 with Retry-After
 rather than queueing without bound.
 
-What a worker does is PEP 3333, section by section: build ``environ`` (CGI variables
-from servers/gateway.py, plus the wsgi.* keys), call the app, validate what it hands to
+What a worker does is PEP 3333, section by section: build ``environ`` (the CGI variables
+of servers/gateway.py, plus the wsgi.* keys), call the app, validate what it hands to
 ``start_response`` (and raise in the app's own stack frame when it is wrong), send the
 headers only with the first non-empty chunk, call ``close()`` on the iterable on every
 path, and answer an exception with a plain 500 (the traceback goes to wsgi.errors,
@@ -58,7 +58,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .cli import add_config_options, base_parser, ready_line
-from .gateway import Peer, meta_variables
+from .gateway import http_variables
 from .http import (
     NEED_DATA,
     Data,
@@ -76,10 +76,12 @@ from .http import (
 from .trace import Tracer, escape, next_connection_id
 
 SERVER_SOFTWARE = "gatewaylab-wsgi/0.1"
+SWEEP = 0.25  # seconds between two looks for connections past their deadline
 
+Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -104,19 +106,61 @@ class ClientGone(Exception):
 # One client connection: the state that lives as long as the socket (STYLE rule 10)
 # ======================================================================================
 class Client:
-    def __init__(self, sock: socket.socket, address: tuple[str, int], config: Config) -> None:
+    def __init__(
+        self, sock: socket.socket, address: tuple[str, int], config: Config, environ: Environ
+    ) -> None:
         self.sock = sock
         self.cid = next_connection_id()
-        local = sock.getsockname()
-        self.peer = Peer(local[0], local[1], address[0], address[1])
         self.conn = ServerConnection(config.limits, SERVER_SOFTWARE.encode())
         self.request: Request | None = None  # parsed by the I/O thread, run by a worker
         self.busy = False  # a worker owns it; the I/O thread must not touch it
         self.deadline = 0.0
-        sock.settimeout(config.request_timeout)  # every blocking call is bounded
+        self.timeout = config.request_timeout
+        # The environ keys that say who talks to whom (RFC 3875 §4.1.8, §4.1.15) are the
+        # same for every request on this connection: added to the server's once, here.
+        local = sock.getsockname()
+        self.environ = environ | {
+            "SERVER_ADDR": local[0],
+            "SERVER_PORT": str(local[1]),  # §4.1.15: even the default port
+            "REMOTE_ADDR": address[0],
+            "REMOTE_HOST": address[0],  # §4.1.9: the address stands in for the name
+            "REMOTE_PORT": str(address[1]),
+        }
+        # Non-blocking, and every wait bounded by hand (wait() below). A socket with a
+        # timeout would do the same, but CPython polls before *every* recv and send on
+        # one, even when the data is already there: two system calls where one does.
+        sock.setblocking(False)
         # Head, body and last chunk go out in separate writes; without this, Nagle holds
         # the last small one until the client's delayed ACK: 40 ms per keep-alive request.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # The worker's side of the socket. The client may be slow, so a call may wait, but never
+    # longer than request_timeout for the next piece (as nginx's send_timeout): a client
+    # that stalls lets go of the thread.
+    def recv(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(65536)
+            except BlockingIOError:
+                self.wait(select.POLLIN)
+            except OSError as error:  # reset: the client is gone for us
+                raise ClientGone(str(error)) from None
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]  # all of it at once, nearly always
+            except BlockingIOError:  # the client reads slower than we write
+                self.wait(select.POLLOUT)
+            except OSError as error:
+                raise ClientGone(str(error)) from None
+
+    def wait(self, event: int) -> None:
+        poller = select.poll()
+        poller.register(self.sock, event)
+        if not poller.poll(self.timeout * 1000):
+            raise ClientGone("timed out")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -131,6 +175,25 @@ class ThreadedServer:
         self.config = config
         self.app = app
         self.tracer = Tracer(config.trace)
+        # PEP 3333 "environ Variables": the keys that are the same for every request this
+        # server will ever run, built once. A connection adds its addresses (Client), a
+        # request its own keys (Exchange.environ); each request gets a copy of its own.
+        self.environ: Environ = {
+            "GATEWAY_INTERFACE": "CGI/1.1",  # RFC 3875 §4.1.4
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,  # §4.1.17
+            "SCRIPT_NAME": "",  # §4.1.13: the app is mounted at the root, set even when empty
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            # The server ends the input itself (Content-Length or the last chunk), so an
+            # app may read to EOF safely: the de-facto extension gunicorn and waitress set.
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+            "gatewaylab.era": "wsgi",
+        }
         self.listener = socket.create_server((config.host, config.port), backlog=1024)
         self.listener.setblocking(False)
         # epoll with EPOLLONESHOT: a connection reports "readable" once, then stays silent
@@ -163,16 +226,21 @@ class ThreadedServer:
         self.epoll.register(self.wake_r, select.EPOLLIN)
         host, port = self.listener.getsockname()[:2]
         ready_line("wsgi", host, port)
+        listener, sweep = self.listener.fileno(), 0.0
         while not self.stopping:
-            for fd, _ in self.epoll.poll(timeout=0.5):
-                if fd == self.listener.fileno():
+            for fd, _ in self.epoll.poll(timeout=SWEEP):
+                if fd == listener:
                     self._accept()
                 elif fd == self.wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                 elif (client := self.clients.get(fd)) is not None:
                     self._readable(client)
-            self._expire()
+            # Timeouts are seconds long: a look at every connection a few times a second
+            # is enough, not after every wake-up (that would cost O(connections) each).
+            if (now := time.monotonic()) >= sweep:
+                self._expire(now)
+                sweep = now + SWEEP
         return self._shutdown()
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -187,7 +255,7 @@ class ThreadedServer:
             except OSError as error:  # EMFILE: say so, keep serving the others
                 print(f"wsgi: accept failed: {error}", file=sys.stderr)
                 return
-            client = Client(sock, address, self.config)
+            client = Client(sock, address, self.config, self.environ)
             self.tracer.note(client.cid, f"open {address[0]}:{address[1]}")
             self.clients[sock.fileno()] = client
             client.deadline = time.monotonic() + self.config.idle_timeout
@@ -202,6 +270,9 @@ class ThreadedServer:
     def _readable(self, client: Client) -> None:
         try:
             data = client.sock.recv(65536)
+        except BlockingIOError:  # a spurious wake-up: nothing to read after all
+            self.rearm(client, client.deadline)
+            return
         except OSError:
             data = b""
         self.tracer.wire(client.cid, "<", data)
@@ -243,6 +314,8 @@ class ThreadedServer:
 
     def _reply_and_close(self, client: Client, data: bytes) -> None:
         self.tracer.wire(client.cid, ">", data)
+        # A few hundred bytes into an empty socket buffer: they fit. If they do not (a
+        # client that sends and never reads), BlockingIOError: the I/O thread never waits.
         with contextlib.suppress(OSError):
             client.sock.sendall(data)
         self.close(client, "after an error answer")
@@ -252,8 +325,7 @@ class ThreadedServer:
         self.tracer.closed(client.cid, f"({why})" if why else "")
         client.close()  # closing the socket also removes it from the epoll set
 
-    def _expire(self) -> None:
-        now = time.monotonic()
+    def _expire(self, now: float) -> None:
         for client in list(self.clients.values()):
             if client.busy or client.deadline >= now:
                 continue
@@ -303,7 +375,8 @@ class ThreadedServer:
                 while conn.their_state is State.SEND_BODY:
                     _receive_event(client, self.tracer)
                 conn.start_next_cycle()
-                event = conn.next_event()  # a pipelined request may already be here
+                # A pipelined request may already be here; most often nothing is.
+                event = conn.next_event() if conn.buffered else NEED_DATA
             except (ProtocolError, ClientGone, OSError):
                 return False
             if isinstance(event, Request):
@@ -316,10 +389,7 @@ class ThreadedServer:
 def _receive_event(client: Client, tracer: Tracer) -> object:
     """The next event from the client, reading the socket as needed (worker side)."""
     while (event := client.conn.next_event()) is NEED_DATA:
-        try:
-            data = client.sock.recv(65536)
-        except OSError as error:  # timeout or reset: the client is gone for us
-            raise ClientGone(str(error)) from None
+        data = client.recv()
         tracer.wire(client.cid, "<", data)
         client.conn.receive_data(data)
     return event
@@ -328,6 +398,7 @@ def _receive_event(client: Client, tracer: Tracer) -> object:
 # ======================================================================================
 # One request, one call of the application (PEP 3333): the per-request state
 # ======================================================================================
+_END = EndOfMessage()  # the same for every response (the core keeps one too)
 _STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x1f\x7f]*")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -344,6 +415,29 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# An app sends the same few header lines again and again (Content-Type: text/html...):
+# each is checked once, then found here, already encoded. Like the core's own cache, it
+# stops growing at 4096 lines, so an app that echoes what clients send cannot fill memory.
+Checked = tuple[tuple[bytes, bytes], bool]  # the encoded line; is it Content-Length?
+_CHECKED: dict[tuple[str, str], Checked] = {}
+
+
+def _check_header(name: str, value: str) -> Checked:
+    """PEP 3333 "The start_response() Callable": what a header line may be, or ValueError."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"header name {name!r} is not an RFC 9110 token")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"header {name}: CR, LF and control characters are not allowed")
+    lower = name.lower()
+    if lower in _HOP_BY_HOP:
+        raise ValueError(f"hop-by-hop header {name!r}: it belongs to the server")
+    try:  # the encoding is the latin-1 check
+        checked = (name.encode("latin-1"), value.encode("latin-1")), lower == "content-length"
+    except UnicodeEncodeError:
+        raise ValueError(f"header {name}: a value must be latin-1 (PEP 3333)") from None
+    if len(_CHECKED) < 4096:
+        _CHECKED[name, value] = checked
+    return checked
 
 
 def _shown(value: object, width: int = 60) -> str:
@@ -368,46 +462,45 @@ class Exchange:
         self.request = request
         self.tracer = server.tracer
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        self.fields: list[tuple[bytes, bytes]] = []  # the app's headers, checked and encoded
+        self.length: str | None = None  # the app's Content-Length, if it gave one
         self.started = False  # start_response() was called, even if it raised
         self.head_sent = False
 
     # -- the environ ------------------------------------------------------------------------
-    def environ(self) -> dict[str, Any]:
-        request = self.request
+    def environ(self) -> Environ:
+        """RFC 3875 §4.1 and PEP 3333: the request's own keys, on a copy of what the server
+        and the connection set once. The names and rules are those of meta_variables() in
+        servers/gateway.py, which builds them for CGI and FastCGI (a test holds the two
+        equal); the HTTP_* fields, with the security rules, come from there directly."""
+        request, target = self.request, self.request.target
+        environ = self.client.environ.copy()
+        environ["REQUEST_METHOD"] = request.method.decode("latin-1")  # §4.1.12
+        environ["REQUEST_URI"] = target.decode("latin-1")
+        environ["QUERY_STRING"] = target.partition(b"?")[2].decode("latin-1")  # §4.1.7: encoded
         # PEP 3333: PATH_INFO is the decoded path, as a native str holding latin-1 code
         # points ("bytes-as-unicode"): a UTF-8 path arrives as mojibake that the app can
         # turn back into bytes with .encode("latin-1"), losslessly.
-        path_info = unquote_to_bytes(request.path).decode("latin-1")
-        variables = meta_variables(
-            request,
-            self.client.peer,
-            script_name="",
-            path_info=path_info,
-            content_length=request.content_length or 0,
-            server_software=SERVER_SOFTWARE,
-        )
-        environ: dict[str, Any] = {k: v.decode("latin-1") for k, v in variables.items()}
-        environ.update(
-            {
-                "wsgi.version": (1, 0),
-                "wsgi.url_scheme": "http",
-                "wsgi.input": InputStream(self),
-                "wsgi.errors": sys.stderr,
-                "wsgi.multithread": True,
-                "wsgi.multiprocess": False,
-                "wsgi.run_once": False,
-                # The server ends the input itself (Content-Length or the last chunk), so an
-                # app may read to EOF safely: the de-facto extension gunicorn and waitress set.
-                "wsgi.input_terminated": True,
-                "wsgi.file_wrapper": FileWrapper,
-                "gatewaylab.era": "wsgi",
-            }
-        )
+        path = request.path  # §4.1.5 (most paths have no %-escape: no call for them)
+        environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version.decode()  # §4.1.16
+        # §4.1.14: the name the client asked for (Host without its port), else our address.
+        host = request.headers.get(b"host") or b""
+        name = host.rstrip(b"0123456789")
+        name = name[:-1] if name.endswith(b":") else host
+        environ["SERVER_NAME"] = name.decode("latin-1") or environ["SERVER_ADDR"]
+        if request.content_length:  # §4.1.2: only with a body (chunked: length unknown)
+            environ["CONTENT_LENGTH"] = str(request.content_length)
+        if (content_type := request.headers.get(b"content-type")) is not None:
+            environ["CONTENT_TYPE"] = content_type.decode("latin-1")  # §4.1.3
+        for key, value in http_variables(request).items():  # §4.1.18
+            environ[key] = value.decode("latin-1")
+        environ["wsgi.input"] = InputStream(self)
         if self.tracer.enabled:
             thread = threading.current_thread().name
             self.tracer.note(self.client.cid, f"request runs on thread {thread}")
-            for key, value in environ.items():
+            # CGI's names first, then the wsgi.* keys (the copy put those in between).
+            for key, value in sorted(environ.items(), key=lambda item: "." in item[0]):
                 self.tracer.event(self.client.cid, "<", "wsgi", f"environ {key}={_shown(value)}")
         return environ
 
@@ -431,22 +524,22 @@ class Exchange:
             raise ValueError(f"expected a status like '200 OK' (str), got {status!r}")
         if type(headers) is not list:
             raise TypeError(f"expected the headers as a list, got {type(headers).__name__}")
+        fields, length = [], None
         for item in headers:
-            if type(item) is not tuple or len(item) != 2 or not all(type(x) is str for x in item):
+            # The types first, exactly (a str subclass is not a str here), then the cache.
+            if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"expected a header as a (str, str) tuple, got {item!r}")
             name, value = item
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"header name {name!r} is not an RFC 9110 token")
-            if _BAD_VALUE.search(value):
-                raise ValueError(f"header {name}: CR, LF and control characters are not allowed")
-            if name.lower() in _HOP_BY_HOP:
-                raise ValueError(f"hop-by-hop header {name!r}: it belongs to the server")
-            try:
-                value.encode("latin-1")
-            except UnicodeEncodeError:
-                raise ValueError(f"header {name}: a value must be latin-1 (PEP 3333)") from None
-        self.status, self.headers = status, headers
-        self.tracer.event(self.client.cid, ">", "wsgi", f"start_response {status!r} {headers!r}")
+            if type(name) is not str or type(value) is not str:
+                raise TypeError(f"expected a header as a (str, str) tuple, got {item!r}")
+            line, is_length = _CHECKED.get(item) or _check_header(name, value)
+            fields.append(line)  # encoded once, here
+            if is_length:
+                length = value
+        self.status, self.fields, self.length = status, fields, length
+        if self.tracer.enabled:  # the repr() of the headers is not free
+            detail = f"start_response {status!r} {headers!r}"
+            self.tracer.event(self.client.cid, ">", "wsgi", detail)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -455,7 +548,8 @@ class Exchange:
             raise TypeError(f"expected bytes from the application, got {type(data).__name__}")
         if self.status is None:
             raise AssertionError("body data before start_response() (PEP 3333)")
-        self.tracer.event(self.client.cid, ">", "wsgi", f"body <{len(data)} bytes>")
+        if self.tracer.enabled:
+            self.tracer.event(self.client.cid, ">", "wsgi", f"body <{len(data)} bytes>")
         head = self._head()
         try:
             body = self.client.conn.send(Data(data))
@@ -468,15 +562,14 @@ class Exchange:
             raise
         self._send(head + body)
 
-    def _head(self, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    def _head(self) -> bytes:
         if self.head_sent:
             return b""
         if self.status is None:
             # Not an assert: it must hold under python -O too, with a message. STYLE rule 9.
             raise AssertionError("the application's iterable ended before start_response()")
         code, _, reason = self.status.partition(" ")
-        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.headers]
-        response = Response(int(code), tuple(headers + (extra or [])), reason.encode("latin-1"))
+        response = Response(int(code), tuple(self.fields), reason.encode("latin-1"))
         head = self.client.conn.send(response)
         self.head_sent = True
         return head
@@ -484,10 +577,7 @@ class Exchange:
     def _send(self, data: bytes) -> None:
         if data:
             self.tracer.wire(self.client.cid, ">", data)
-            try:
-                self.client.sock.sendall(data)
-            except OSError as error:
-                raise ClientGone(str(error)) from None
+            self.client.sendall(data)
 
     # -- the call ----------------------------------------------------------------------------
     def run(self) -> bool:
@@ -499,7 +589,7 @@ class Exchange:
                 pass
             else:
                 self._send_iterable(result)
-            self._send(self._head() + self.client.conn.send(EndOfMessage()))
+            self._send(self._head() + self.client.conn.send(_END))
             return True
         except ClientGone:
             return False
@@ -531,21 +621,18 @@ class Exchange:
             and isinstance(result, list | tuple)
             and len(result) == 1
             and self.status is not None
-            and not self._has_length()
+            and self.length is None
         ):
             # PEP 3333 "Handling the Content-Length Header": a one-item list has a known
             # length, so the server may send Content-Length instead of chunking.
             body = result[0]
             if type(body) is bytes:
-                self.headers.append(("Content-Length", str(len(body))))
+                self.fields.append((b"Content-Length", str(len(body)).encode()))
         for chunk in result:
             if chunk:  # PEP 3333: an empty chunk must not trigger the headers
                 self.write(chunk)
             elif type(chunk) is not bytes:
                 raise TypeError(f"expected bytes from the iterable, got {type(chunk).__name__}")
-
-    def _has_length(self) -> bool:
-        return any(name.lower() == "content-length" for name, _ in self.headers)
 
     def _sendfile(self, wrapper: FileWrapper) -> bool:
         """wsgi.file_wrapper's fast path: the kernel copies the file to the socket."""
@@ -557,20 +644,24 @@ class Exchange:
             return False  # not a real file: plain iteration, PEP 3333 says it must work
         if self.status is None:
             raise AssertionError("the app returned before calling start_response()")
-        length = next((int(v) for n, v in self.headers if n.lower() == "content-length"), None)
-        count = size if length is None else min(size, length)
-        extra = [] if length is not None else [(b"Content-Length", str(count).encode())]
-        self._send(self._head(extra))
+        count = size if self.length is None else min(size, int(self.length))
+        if self.length is None:
+            self.fields.append((b"Content-Length", str(count).encode()))
+        self._send(self._head())
         framing = self.client.conn.send_file_data(count)
         if framing is None:  # HEAD, 204, 304: no body on the wire
             return True
         self.tracer.event(self.client.cid, ">", "wsgi", f"sendfile <{count} bytes>")
         before, after = framing
         self._send(before)
+        sock = self.client.sock
+        sock.settimeout(self.client.timeout)  # socket.sendfile() refuses a non-blocking one
         try:
-            self.client.sock.sendfile(filelike, offset, count)
+            sock.sendfile(filelike, offset, count)
         except OSError as error:
             raise ClientGone(str(error)) from None
+        finally:
+            sock.setblocking(False)
         self._send(after)
         return True
 

@@ -186,6 +186,25 @@ def test_a_client_that_stops_sending_its_body_lets_go_of_the_thread(
         assert http.get("/hello").status_code == 200
 
 
+@pytest.mark.parametrize("kind", ["bytes", "file"], ids=["iterable", "sendfile"])
+def test_a_client_that_stops_reading_its_response_lets_go_of_the_thread(
+    start_server: ServerPool, kind: str
+) -> None:
+    """The response is written by the worker, each wait for room in the socket within
+    --request-timeout; a client that never reads loses its connection, and the thread is
+    free again. Both ways out: the iterable's chunks, and sendfile()."""
+    server = start_wsgi(start_server, "--threads", "1", "--request-timeout", "1")
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up soon
+        stalled.connect(server.address)
+        stalled.sendall(get(f"/file?size=20000000&kind={kind}"))
+        started = time.monotonic()
+        with client(server, timeout=20) as http:
+            assert http.get("/hello").status_code == 200
+        # Not at once: the worker did wait for the reader, about --request-timeout.
+        assert time.monotonic() - started > 0.5
+
+
 # -- bad input -----------------------------------------------------------------------------------
 BAD_REQUESTS = {
     "garbage": (b"NOT HTTP AT ALL\r\n\r\n", 400),

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
+from servers.gateway import Peer, meta_variables
+from servers.http import Limits, Request, ServerConnection
 from servers.launch import ServerProcess
+from servers.wsgi import SERVER_SOFTWARE
 
 from .support import Gates, Wire, exchange, get, post
 
@@ -133,6 +137,59 @@ def test_a_chunked_body_has_no_content_length_and_input_is_terminated(
     assert environ["wsgi.input_terminated"] is True
     reply = exchange(server, post("/bare/read-all", b"hello world", chunked=True))
     assert reply.body == b"11 0\nhello world"  # read() is all of it, then b""
+
+
+# The server builds environ itself, from parts made once per server and once per
+# connection; servers/gateway.py's meta_variables() builds the same names for CGI and
+# FastCGI. The eras must not drift apart: every CGI key must be what the gateway makes.
+SAME_AS_THE_GATEWAY = {
+    "plain": get("/environ?a=1&b=%20"),
+    **{
+        f"Host: {host}": get("/environ").replace(b"Host: test", f"Host: {host}".encode())
+        for host in ("example.test:8080", "example.test:", "[::1]:8080", "[::1]", "10.0.0.1")
+    },
+    "no host, HTTP/1.0": b"GET /environ HTTP/1.0\r\n\r\n",
+    "encoded path": get("/environ/caf%C3%A9?name=caf%C3%A9"),
+    "absolute-form": get("http://example.test/environ?x=1"),
+    "headers": get(
+        "/environ",
+        "X-Custom: one",
+        "X-Custom: two",
+        "Cookie: a=1",
+        "Cookie: b=2",
+        "X_Foo: underscore",
+        "Authorization: Basic eDp5",
+        "Proxy: http://attacker.example",
+        "X-Accent: caf\xe9",
+    ),
+    "body": post("/environ", b"abc", "Content-Type: text/plain"),
+    "chunked body": post("/environ", b"hello world", chunked=True),
+}
+
+
+@pytest.mark.parametrize("name", SAME_AS_THE_GATEWAY)
+def test_cgi_variables_are_the_ones_the_gateway_builds(server: ServerProcess, name: str) -> None:
+    data = SAME_AS_THE_GATEWAY[name]
+    conn = ServerConnection(Limits(), b"test")
+    conn.receive_data(data)
+    request = conn.next_event()
+    assert isinstance(request, Request)
+    with Wire(server) as wire:
+        remote, local = wire.sock.getsockname(), wire.sock.getpeername()
+        wire.send(data)
+        reply = wire.reply(request.method.decode())
+    variables = meta_variables(
+        request,
+        Peer(local[0], local[1], remote[0], remote[1]),
+        script_name="",
+        path_info=unquote_to_bytes(request.path).decode("latin-1"),
+        content_length=request.content_length or 0,
+        server_software=SERVER_SOFTWARE,
+    )
+    expected = {key: value.decode("latin-1") for key, value in variables.items()}
+    assert reply.status == 200, reply.body
+    environ = json.loads(reply.body)["environ"]
+    assert {key: value for key, value in environ.items() if "." not in key} == expected
 
 
 # -- wsgi.input ----------------------------------------------------------------------------------

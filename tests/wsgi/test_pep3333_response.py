@@ -49,6 +49,15 @@ def test_hop_by_hop_headers_from_the_app_are_refused(server: ServerProcess, name
     assert_refused(server, f"/bare/header?name={name}", f"hop-by-hop header {name!r}")
 
 
+def test_header_lines_are_judged_the_same_the_second_time(server: ServerProcess) -> None:
+    """The server remembers the lines it has checked: a good one is sent as it was the
+    first time, and a refused one is refused again, never remembered as good."""
+    for _ in range(2):
+        reply = exchange(server, get("/bare/header?name=X-Again&value=ok"))
+        assert (reply.status, reply.headers[b"x-again"]) == (200, b"ok")
+        assert_refused(server, "/bare/header?name=X-Again&value=%E2%82%AC", "must be latin-1")
+
+
 @pytest.mark.parametrize(
     ("path", "reason"),
     [
