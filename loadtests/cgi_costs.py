@@ -36,6 +36,18 @@ reaped children together, which the noise of a busy machine moves less than wall
 that one disturbed run cannot make a part negative): for ``--spawn fork``, copying the
 process, exec, the sh script, and what is left, the server's own work (HTTP, the
 environment, pipes, reaping); for ``--spawn posix_spawn`` the same without the copy.
+
+The floor
+---------
+The "sh" row is the floor of the CGI model: no host, in any language, can serve /hello
+for less than starting sh and letting it run, because that is what CGI *is*. A host only
+chooses what it adds on top, its own work. Compared with other hosts under load
+(``make bench``), CPU time per request is that floor plus the host's work: nginx + fcgiwrap
+add nginx's HTTP, a FastCGI connection per request and a fork of a small C process;
+``http.server --cgi`` adds a thread, a new connection and a fork of a whole Python process
+per request. So the best ratio any host of this model can reach against a peer is the
+peer's cost over the floor, and our server's own work is the only part left to win on.
+The table's last line says how far from the floor our server is.
 """
 
 from __future__ import annotations
@@ -160,6 +172,16 @@ class Costs(JupyterMixin):
         for mode, parts in self.breakdown().items():
             shown = ", ".join(f"{name} {us:,.0f}" for name, us in parts.items() if us)
             lines.append(Text(f"a request, {mode} (µs, medians): {shown}", style="dim"))
+        floor, best = self._median("sh"), self._median("request posix_spawn")
+        if floor and best:
+            lines.append(
+                Text(
+                    f"the floor: no CGI host serves /hello in less than sh's {floor:,.0f} µs;"
+                    f" a whole GET /hello through ours (--spawn posix_spawn) takes"
+                    f" {best / floor:.1f}× that",
+                    style="dim",
+                )
+            )
         for key, why in self.skipped.items():
             lines.append(Text(f"not measured: {key}: {why}", style="yellow"))
         return Group(*lines)

@@ -74,6 +74,7 @@ from .gateway import (
     BadGateway,
     Peer,
     body_pieces,
+    connection_variables,
     find_head_end,
     meta_variables,
     parse_cgi_response,
@@ -158,24 +159,6 @@ def _drain(fd: int) -> None:
     with contextlib.suppress(BlockingIOError):
         while os.read(fd, 512):
             pass
-
-
-def wait(readers: list[int], writers: list[int], timeout: float) -> tuple[set[int], set[int]]:
-    """poll(2) on a few descriptors: which are readable, which writable. A hang-up or an
-    error counts as ready, so that the read (EOF) or the write (EPIPE) reports it."""
-    poller = select.poll()
-    for fd in readers:
-        poller.register(fd, select.POLLIN)
-    for fd in writers:
-        poller.register(fd, select.POLLOUT | (select.POLLIN if fd in readers else 0))
-    readable: set[int] = set()
-    writable: set[int] = set()
-    for fd, events in poller.poll(max(0.0, timeout) * 1000):
-        if fd in readers and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
-            readable.add(fd)
-        if fd in writers and events & (select.POLLOUT | select.POLLHUP | select.POLLERR):
-            writable.add(fd)
-    return readable, writable
 
 
 # ======================================================================================
@@ -348,6 +331,9 @@ class ConnectionChild:
         self.cid = cid
         self.tracer = tracer
         self.conn = ServerConnection(config.limits, SERVER_SOFTWARE.encode())
+        # The meta-variables no request on this connection changes, built once, and PATH.
+        env = connection_variables(self.peer, SERVER_SOFTWARE, self.root)
+        self.constant_env = {"PATH": SCRIPT_PATH, **env}
         self.stopping = False
         self.stop_deadline = float("inf")
         # The parent's handlers and wakeup pipe are not ours: start clean.
@@ -355,6 +341,9 @@ class ConnectionChild:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the listening process's
         signal.signal(signal.SIGTERM, self._on_stop)
         self.wake_r, _ = _wakeup_pipe()
+        self.between = select.poll()  # between requests: the client's socket, or a signal
+        self.between.register(sock.fileno(), select.POLLIN)
+        self.between.register(self.wake_r, select.POLLIN)
         sock.setblocking(True)
         # A response goes out in several writes (head, body pieces, last chunk). With
         # Nagle's algorithm on, the last small write waits for the client's delayed ACK:
@@ -372,30 +361,34 @@ class ConnectionChild:
         self.stopping = True
 
     # -- socket I/O, always bounded by a deadline and interruptible by SIGTERM -------------
-    def _wait_readable(self, deadline: float, idle: bool) -> None:
-        while True:
-            if self.stopping:
-                self._note_stop()
-                if idle:
-                    raise Stop
-            left = min(deadline, self.stop_deadline) - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("idle" if idle else "request")
-            readable, _ = wait([self.sock.fileno(), self.wake_r], [], left)
-            if self.wake_r in readable:
-                _drain(self.wake_r)
-            if self.sock.fileno() in readable:
-                return
-
-    def _note_stop(self) -> None:
-        """SIGTERM seen: the request in flight gets graceful_timeout more, no longer."""
-        if self.stop_deadline == float("inf"):
-            self.stop_deadline = time.monotonic() + self.config.graceful_timeout
+    def _wait(self, poller: select.poll, deadline: float, what: str) -> dict[int, int]:
+        """poll(2) until a descriptor is ready (descriptor -> events: poll adds POLLHUP and
+        POLLERR by itself, so that the read (EOF) or the write (EPIPE) reports them), the
+        deadline passes (TimeoutError), or a signal arrives (then nothing may be ready).
+        After SIGTERM an idle connection leaves at once (Stop), and the request in flight
+        gets graceful_timeout more, no longer."""
+        if self.stopping:
+            if what == "idle":
+                raise Stop
+            if self.stop_deadline == float("inf"):
+                self.stop_deadline = time.monotonic() + self.config.graceful_timeout
+        left = min(deadline, self.stop_deadline) - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(what)
+        ready = dict(poller.poll(left * 1000))
+        if self.wake_r in ready:
+            _drain(self.wake_r)
+        return ready
 
     def _receive(self) -> None:
-        idle = self.conn.request is None and self.conn.buffered == 0
-        timeout = self.config.idle_timeout if idle else self.config.request_timeout
-        self._wait_readable(time.monotonic() + timeout, idle)
+        """The client's next bytes: within idle_timeout between requests (then the
+        connection ends quietly), within request_timeout inside one (then 408)."""
+        if self.conn.request is None and self.conn.buffered == 0:
+            what, deadline = "idle", time.monotonic() + self.config.idle_timeout
+        else:
+            what, deadline = "request", time.monotonic() + self.config.request_timeout
+        while self.sock.fileno() not in self._wait(self.between, deadline, what):
+            pass  # a signal woke us: _wait has dealt with it
         data = self.sock.recv(65536)
         self.tracer.wire(self.cid, "<", data)
         self.conn.receive_data(data)
@@ -511,33 +504,32 @@ class ConnectionChild:
             spool.seek(0)
         elif depth == 0:
             length = request.content_length or 0
-        env = {
-            "PATH": SCRIPT_PATH,
-            **meta_variables(
-                request,
-                self.peer,
-                script_name=script_name,
-                path_info=path_info,
-                content_length=length,
-                server_software=SERVER_SOFTWARE,
-                document_root=self.root,
-                script_filename=script,
-                method=method,
-                target=target,
-            ),
-            **extra,
-        }
+        # Names str, values bytes: execve and posix_spawn encode the names (fsencode, in C).
+        env = meta_variables(
+            request,
+            self.peer,
+            script_name=script_name,
+            path_info=path_info,
+            content_length=length,
+            server_software=SERVER_SOFTWARE,
+            document_root=self.root,
+            script_filename=script,
+            method=method,
+            target=target,
+            connection=self.constant_env,
+        )
+        env.update(extra)
         if self.tracer.enabled:
             for name, value in env.items():
                 self.tracer.event(self.cid, "<", "cgi", f"env {name}={show_bytes(value, 72)}")
-        pieces = (
+        pieces = (  # no body (a GET, a local redirect): stdin is closed at once
             body_pieces(self.conn, request, spool, 65536, lambda: self._continue(request))
-            if depth == 0
+            if length
             else iter(())
         )
         # §5.1: an NPH script is known by its name, the one in the URL (not a symlink's target).
         nph = script_name.rsplit("/", 1)[-1].startswith("nph-")
-        redirect = self.run_script(script, {k.encode(): v for k, v in env.items()}, pieces, nph)
+        redirect = self.run_script(script, env, pieces, nph)
         if redirect is not None:
             # RFC 3875 §6.2.2: a local redirect is served by the server itself, as a new GET
             # for the new path (the body was for the first script only).
@@ -547,14 +539,16 @@ class ConnectionChild:
             self.dispatch(b"GET", redirect, request, None, depth + 1)
 
     def run_script(
-        self, script: str, env: dict[bytes, bytes], pieces: Iterator[bytes | None], nph: bool
+        self, script: str, env: dict[str, bytes], pieces: Iterator[bytes | None], nph: bool
     ) -> bytes | None:
         """Fork, exec, feed stdin, read stdout, answer. Returns a local redirect target.
 
         One poll loop moves three streams at once: body bytes from the client socket to
         the script's stdin, and the script's stdout to the client. Doing them in turn
         instead would deadlock as soon as a script writes more than a pipe holds (64 KiB)
-        before it has read all of its input."""
+        before it has read all of its input. Once the script has all its stdin and has
+        closed its stdout (POLLHUP: no writer left), reads cannot block: the rest is read
+        without polling, so a GET of a script done before we look costs one poll, not three."""
         pid, to_script, from_script = SPAWN[self.config.spawn](script, env)
         if self.tracer.enabled:  # the hot path formats no trace line it will not print
             how = "fork+exec" if self.config.spawn == "fork" else self.config.spawn
@@ -563,49 +557,52 @@ class ConnectionChild:
         deadline = time.monotonic() + self.config.script_timeout
         pending = b""  # body bytes not yet taken by the script's stdin
         stdin_open = True
+        hung_up = False  # POLLHUP seen on the script's stdout
         sock = self.sock.fileno()
+        # Its stdout and signals always; the client's socket while the core needs bytes,
+        # its stdin while body bytes wait for it (register() again just updates).
+        poller = select.poll()
+        poller.register(from_script, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
         try:
             while True:
-                need_client = False
                 if stdin_open and not pending:
                     piece = next(pieces, b"")
                     if piece is None:
-                        need_client = True  # the core needs more bytes from the socket
+                        poller.register(sock, select.POLLIN)  # the core needs more bytes
                     elif piece:
                         pending = piece
                         # Written only when poll says it can take some, never waiting
                         # for the rest: a GET, with no body, makes no system call here.
                         os.set_blocking(to_script, False)
+                        poller.register(to_script, select.POLLOUT)
                     else:
                         os.close(to_script)  # the whole body is in: EOF on stdin
                         stdin_open = False
-                if self.stopping:
-                    self._note_stop()
-                left = min(deadline, self.stop_deadline) - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("script")
-                readers = [from_script, self.wake_r] + ([sock] if need_client else [])
-                writers = [to_script] if stdin_open and pending else []
-                readable, writable = wait(readers, writers, left)
-                if self.wake_r in readable:
-                    _drain(self.wake_r)
-                if sock in readable:
-                    data = self.sock.recv(65536)
-                    self.tracer.wire(self.cid, "<", data)
-                    self.conn.receive_data(data)
-                if to_script in writable:
-                    try:
-                        pending = pending[os.write(to_script, pending[:65536]) :]
-                    except BlockingIOError:
-                        pass
-                    except BrokenPipeError:  # the script stopped reading: its right
-                        os.close(to_script)
-                        stdin_open, pending = False, b""
-                if from_script in readable:
-                    data = os.read(from_script, 65536)
-                    if not data:
-                        return reply.finish()
-                    reply.feed(data)
+                if stdin_open or not hung_up:
+                    ready = self._wait(poller, deadline, "script")
+                    if sock in ready:
+                        poller.unregister(sock)
+                        data = self.sock.recv(65536)
+                        self.tracer.wire(self.cid, "<", data)
+                        self.conn.receive_data(data)
+                    if to_script in ready:
+                        try:
+                            pending = pending[os.write(to_script, pending[:65536]) :]
+                        except BlockingIOError:
+                            pass
+                        except BrokenPipeError:  # the script stopped reading: its right
+                            os.close(to_script)
+                            stdin_open, pending = False, b""
+                        if not pending:
+                            poller.unregister(to_script)
+                    if from_script not in ready:
+                        continue
+                    hung_up = bool(ready[from_script] & select.POLLHUP)
+                data = os.read(from_script, 65536)
+                if not data:
+                    return reply.finish()
+                reply.feed(data)
         except TimeoutError:
             self.tracer.note(self.cid, f"script pid {pid} timed out: killing its process group")
             if reply.started:
@@ -632,7 +629,7 @@ class ConnectionChild:
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 
-def spawn_fork(script: str, env: dict[bytes, bytes]) -> tuple[int, int, int]:
+def spawn_fork(script: str, env: dict[str, bytes]) -> tuple[int, int, int]:
     """fork + dup2 + execve: the CGI invocation of RFC 3875 §3.4 and §7.2, by hand."""
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
@@ -661,7 +658,7 @@ def spawn_fork(script: str, env: dict[bytes, bytes]) -> tuple[int, int, int]:
     return pid, stdin_w, stdout_r
 
 
-def spawn_posix(script: str, env: dict[bytes, bytes]) -> tuple[int, int, int]:
+def spawn_posix(script: str, env: dict[str, bytes]) -> tuple[int, int, int]:
     """The same invocation as :func:`spawn_fork`, its steps declared as data for posix_spawn.
 
     fork() copies the page tables of the whole connection child (some 20 MB of Python) to
@@ -768,6 +765,9 @@ class ScriptReply:
 # ======================================================================================
 # Confinement (RFC 3875 §9.8): which file a URL path may run
 # ======================================================================================
+_ENCODED_SEPARATOR = re.compile(rb"%2[fF]|%5[cC]|%00")
+
+
 def resolve_script(root: str, target: bytes) -> tuple[str, str, str]:
     """Map a URL path onto a script below ``root``: (file, SCRIPT_NAME, PATH_INFO).
 
@@ -786,11 +786,11 @@ def resolve_script(root: str, target: bytes) -> tuple[str, str, str]:
     cost more than the system calls (a quarter of a connection process's time, profiled).
     """
     raw_path = target.split(b"?", 1)[0]
-    if re.search(rb"%2[fF]|%5[cC]|%00", raw_path):
+    if _ENCODED_SEPARATOR.search(raw_path):
         raise HttpError(400, "encoded slash, backslash or NUL in the path")
     path = unquote_to_bytes(raw_path).decode("latin-1")
     segments = [s for s in path.split("/") if s]
-    if any(s in (".", "..") for s in segments):
+    if "." in segments or ".." in segments:
         raise HttpError(403, "dot segments are not allowed in a script path")
     current = root.rstrip("/")
     through_symlink = False

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import IO
 
 from .http import NEED_DATA, Data, Request, ServerConnection
-from .http.grammar import OWS, forbidden_in_value_re, token_re
+from .http.grammar import TOKEN, forbidden_in_value_re
 
 __all__ = [
     "BadGateway",
     "CgiResponse",
     "Peer",
     "body_pieces",
+    "connection_variables",
     "find_head_end",
     "http_variables",
     "meta_variables",
@@ -88,6 +89,31 @@ def http_variables(request: Request) -> dict[str, bytes]:
     return variables
 
 
+def connection_variables(
+    peer: Peer, server_software: str, document_root: str = ""
+) -> dict[str, bytes]:
+    """The meta-variables that stay the same for every request of one connection.
+
+    A server that keeps a connection alive (CGI's connection process, a FastCGI gateway's
+    client) can build these once and hand them to :func:`meta_variables` for each request,
+    instead of formatting the same ports and addresses again every time."""
+    variables = {
+        "GATEWAY_INTERFACE": b"CGI/1.1",  # §4.1.4
+        "SERVER_SOFTWARE": server_software.encode(),  # §4.1.17
+        "SERVER_PORT": str(peer.server_port).encode(),  # §4.1.15: even the default port
+        "SERVER_ADDR": peer.server_addr.encode(),
+        "REMOTE_ADDR": peer.remote_addr.encode(),  # §4.1.8
+        "REMOTE_HOST": peer.remote_addr.encode(),  # §4.1.9: the address stands in
+        "REMOTE_PORT": str(peer.remote_port).encode(),
+    }
+    if document_root:
+        variables["DOCUMENT_ROOT"] = os.fsencode(document_root)
+    return variables
+
+
+_HOST_PORT = re.compile(rb":[0-9]*$")
+
+
 def meta_variables(
     request: Request,
     peer: Peer,
@@ -100,42 +126,36 @@ def meta_variables(
     script_filename: str = "",
     method: bytes | None = None,
     target: bytes | None = None,
+    connection: dict[str, bytes] | None = None,
 ) -> dict[str, bytes]:
     """Every meta-variable of RFC 3875 §4.1, plus the de-facto ones real scripts expect.
 
     ``method``/``target`` override the request's own for a local redirect (§6.2.2), which
     is served as a new GET without the first request's body. Values are bytes: header
     bytes reach the application exactly as the client sent them; each era decodes them
-    the way its interface says (WSGI: latin-1 str).
+    the way its interface says (WSGI: latin-1 str). ``connection``, if given, is what
+    :func:`connection_variables` returned for this peer, server_software and
+    document_root (and anything else constant the caller adds, e.g. CGI's PATH): it is
+    copied, not rebuilt.
     """
     method = method or request.method
     target = target or request.target
     host = request.headers.get(b"host") or b""
+    if connection is None:
+        connection = connection_variables(peer, server_software, document_root)
+    variables = connection.copy()
     # §4.1.14: the name the client asked for (Host without its port), else our address.
-    server_name = re.sub(rb":[0-9]*$", b"", host) or peer.server_addr.encode()
-    variables: dict[str, bytes] = {
-        "GATEWAY_INTERFACE": b"CGI/1.1",  # §4.1.4
-        "SERVER_SOFTWARE": server_software.encode(),  # §4.1.17
-        "SERVER_PROTOCOL": b"HTTP/" + request.http_version,  # §4.1.16: the request's
-        "SERVER_NAME": server_name,  # §4.1.14
-        "SERVER_PORT": str(peer.server_port).encode(),  # §4.1.15: even the default port
-        "SERVER_ADDR": peer.server_addr.encode(),
-        "REQUEST_METHOD": method,  # §4.1.12
-        "REQUEST_URI": target,
-        "QUERY_STRING": target.partition(b"?")[2],  # §4.1.7: always set, still encoded
-        "SCRIPT_NAME": script_name.encode("latin-1"),  # §4.1.13: set even when empty
-        "PATH_INFO": path_info.encode("latin-1"),  # §4.1.5: decoded
-        "REMOTE_ADDR": peer.remote_addr.encode(),  # §4.1.8
-        "REMOTE_HOST": peer.remote_addr.encode(),  # §4.1.9: the address stands in
-        "REMOTE_PORT": str(peer.remote_port).encode(),
-    }
+    variables["SERVER_NAME"] = _HOST_PORT.sub(b"", host) or peer.server_addr.encode()
+    variables["SERVER_PROTOCOL"] = b"HTTP/" + request.http_version  # §4.1.16: the request's
+    variables["REQUEST_METHOD"] = method  # §4.1.12
+    variables["REQUEST_URI"] = target
+    variables["QUERY_STRING"] = target.partition(b"?")[2]  # §4.1.7: always set, still encoded
+    variables["SCRIPT_NAME"] = script_name.encode("latin-1")  # §4.1.13: set even when empty
+    variables["PATH_INFO"] = path_info.encode("latin-1")  # §4.1.5: decoded
     # File names are the file system's bytes (os.fsencode), URL parts the request's bytes
     # (latin-1): PATH_TRANSLATED joins the two as bytes, so that neither is re-encoded.
-    if document_root:
-        variables["DOCUMENT_ROOT"] = os.fsencode(document_root)
-        if path_info:  # §4.1.6: PATH_TRANSLATED only when there is a PATH_INFO
-            translated = os.fsencode(document_root) + path_info.encode("latin-1")
-            variables["PATH_TRANSLATED"] = translated
+    if document_root and path_info:  # §4.1.6: PATH_TRANSLATED only when there is a PATH_INFO
+        variables["PATH_TRANSLATED"] = os.fsencode(document_root) + path_info.encode("latin-1")
     if script_filename:
         variables["SCRIPT_FILENAME"] = os.fsencode(script_filename)
     if method == request.method:  # a local redirect's GET has no body and no type
@@ -169,12 +189,11 @@ class CgiResponse:
 def find_head_end(buf: bytes | bytearray) -> tuple[int, int] | None:
     """(end of the header section, start of the body), or None if the blank line has not
     come yet. A script may end its lines with LF or CRLF (§6.2, §7.2), even mixed."""
-    found = [
-        (i, i + n)
-        for i, n in ((buf.find(b"\n\n"), 2), (buf.find(b"\r\n\r\n"), 4), (buf.find(b"\n\r\n"), 3))
-        if i != -1
-    ]
-    return min(found) if found else None
+    lf = buf.find(b"\n\n")
+    crlf = buf.find(b"\n\r\n")  # also inside "\r\n\r\n", one byte after its start
+    if crlf != -1 and (lf == -1 or crlf < lf):
+        return (crlf - 1 if crlf and buf[crlf - 1] == 13 else crlf), crlf + 3  # 13: "\r"
+    return None if lf == -1 else (lf, lf + 2)
 
 
 # §6.3.4: a script must not send connection-level fields; they are the server's.
@@ -182,6 +201,9 @@ _CONNECTION_FIELDS = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer"}
 )
 _STATUS = re.compile(rb"([1-9][0-9]{2})(?: (.*))?")
+# §6.3: "name: value" on one line, no continuation lines. The name is a token, the value
+# loses its optional whitespace (OWS) on both sides, and a CR before the LF is allowed.
+_FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*(.*?)[ \t]*\r?")
 
 
 def parse_cgi_response(head: bytes) -> CgiResponse:
@@ -195,13 +217,11 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
     cgi_fields: dict[bytes, bytes] = {}  # Status, Location, Content-Type: at most once each
     headers: list[tuple[bytes, bytes]] = []
     for line in head.split(b"\n"):
-        line = line.removesuffix(b"\r")
-        name, colon, value = line.partition(b":")
-        # §6.3: "name: value" on one line, no continuation lines; checked as strictly as a
-        # client's request, so a script cannot split our response (uvicorn CVE-2020-7695).
-        if not colon or not token_re.fullmatch(name):
+        # Checked as strictly as a client's request, so that a script cannot split our
+        # response (uvicorn CVE-2020-7695).
+        if (field := _FIELD_LINE.fullmatch(line)) is None:
             raise BadGateway(f"malformed header line {line[:40]!r}")
-        value = value.strip(OWS)
+        name, value = field.groups()
         if forbidden_in_value_re.search(value):
             raise BadGateway(f"control character in the value of {name.decode()}")
         lname = name.lower()

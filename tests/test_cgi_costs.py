@@ -61,6 +61,8 @@ def test_it_renders_and_serialises(costs: Costs) -> None:
     text = console.export_text()
     assert "what a CGI request's time is made of" in text
     assert "GET /hello, --spawn posix_spawn" in text
+    # The floor of the model (the sh row) and how far our fastest request is above it.
+    assert "the floor: no CGI host serves /hello in less than sh's" in text
     document = json.loads(json.dumps(costs.to_json()))
     assert [row["key"] for row in document["rows"]] == [row.key for row in costs.rows]
     assert set(document["breakdown"]) == {"--spawn fork", "--spawn posix_spawn"}
