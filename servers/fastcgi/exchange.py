@@ -1,17 +1,20 @@
 """One HTTP request relayed as one FastCGI request: the heart of the gateway.
 
-:meth:`Exchange.run` is one poll loop over two sockets, with the shape of the CGI era's
-``run_script`` (servers/cgi.py), records where CGI had pipes::
+An :class:`Exchange` is a small state machine that the gateway's event loop (gateway.py)
+drives: it never waits, it is told. Records go one way and the response the other, with
+the shape of the CGI era's ``run_script`` (servers/cgi.py), records where CGI had pipes::
 
      client socket ---- body pieces ---->  STDIN records  ----> application socket
      client socket <--- HTTP response <--  STDOUT records <---- application socket
 
-Both directions move in the same loop, so neither side can block the other: an
-application may answer before it has read its whole body (§6.2 allows it), and a big
-response must not wait for a big upload to finish. Each direction has backpressure: the
-next body piece is taken from the client only when the previous records have left, and
-the next records are read from the application only when the client took the previous
-bytes (a blocking send with a timeout).
+The loop calls :meth:`Exchange.pump` when the client sent more of the body,
+:meth:`on_upstream_writable` when the application's socket takes bytes again, and
+:meth:`on_upstream_readable` when it has records for us. Both directions move
+independently, so neither side can block the other: an application may answer before it
+has read its whole body (§6.2 allows it), and a big response need not wait for a big
+upload to finish. Each direction has backpressure: the next body piece is taken from the
+client only while fewer than ``OUTGOING_LIMIT`` bytes wait for the application, and the
+application is not read while more than ``CLIENT_OUTPUT_LIMIT`` bytes wait for the client.
 
 What comes back is checked at every step (a hostile application server is an input too,
 specs.md §2.8): STDOUT must start with a CGI header section of bounded size, parsed and
@@ -24,38 +27,53 @@ decides the rest:
     EOF before END   -> 502, or the response cut short if it had started
     no byte for ``upstream_timeout`` seconds -> 504 (nginx ``fastcgi_read_timeout``)
 
-When the client leaves mid-request, the application is told with FCGI_ABORT_REQUEST
-(§5.4), and its END_REQUEST is awaited for a moment so the connection can be kept. Once
-the body is in, the client's socket is watched with a peek: bytes there are a pipelined
-request (left for later), EOF means the client is gone. A client that only half-closes
-is taken as gone too, as nginx does (its 499, unless ``fastcgi_ignore_client_abort``).
+Failures are raised, never handled here: the client connection runs every step through
+``ClientConnection.guard``, the one place where an exception becomes an HTTP answer.
+
+When the client leaves mid-request, :meth:`abandon` tells the application with
+FCGI_ABORT_REQUEST (§5.4), and the exchange lives on without a client for up to
+``ABANDON_TIMEOUT`` seconds, waiting for END_REQUEST so that the connection can be kept.
+Once the body is in, the client's socket stays watched: bytes there are a pipelined request
+(kept in the HTTP core for later), EOF means the client is gone. A client that only
+half-closes is taken as gone too, as nginx does (its 499, unless
+``fastcgi_ignore_client_abort``).
 """
 
 from __future__ import annotations
 
-import select
-import socket
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn
 
 from ..gateway import BadGateway, find_head_end, parse_cgi_response
 from ..http import NEED_DATA, Data, EndOfMessage, LocalProtocolError, Response
 from ..trace import escape
-from .protocol import ConnectionEnded
+from .protocol import ConnectionEnded, ExchangeState
 from .records import EndRequest, FastCGIError, ProtocolStatus, Stderr, Stdout
-from .upstream import UpstreamConnection
+from .upstream import Upstream, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
     from .gateway import ClientConnection
 
-__all__ = ["ClientGone", "ClientTimeout", "Exchange", "HttpError", "Retry", "wait"]
-
+__all__ = [
+    "ABANDON_TIMEOUT",
+    "ClientGone",
+    "ClientTimeout",
+    "Exchange",
+    "HttpError",
+    "Retry",
+]
 
 # Body records queued for the application, beyond which the client is not read (its
 # backpressure): one record's worth.
 OUTGOING_LIMIT = 65536
+# Response bytes the client has not taken yet, beyond which the application is not read.
+CLIENT_OUTPUT_LIMIT = 256 * 1024
+# After ABORT_REQUEST, how long the application has to answer with END_REQUEST before
+# its connection is closed instead of kept.
+ABANDON_TIMEOUT = 1.0
 
 
 class HttpError(Exception):
@@ -80,101 +98,143 @@ class ClientTimeout(Exception):
     errors of the application's side must not be mistaken for the client's."""
 
 
-def wait(readers: list[int], writers: list[int], timeout: float) -> tuple[set[int], set[int]]:
-    """poll(2) on a few descriptors (never select(2): it breaks past descriptor 1023,
-    which is how libfcgi got CVE-2012-6687). A hang-up or an error counts as ready, so
-    that the read (EOF) or the write (EPIPE) reports it."""
-    poller = select.poll()
-    for fd in set(readers) | set(writers):
-        mask = (select.POLLIN if fd in readers else 0) | (select.POLLOUT if fd in writers else 0)
-        poller.register(fd, mask)
-    readable: set[int] = set()
-    writable: set[int] = set()
-    for fd, events in poller.poll(max(0.0, timeout) * 1000):
-        failed = events & (select.POLLHUP | select.POLLERR)
-        if fd in readers and (events & select.POLLIN or failed):
-            readable.add(fd)
-        if fd in writers and (events & select.POLLOUT or failed):
-            writable.add(fd)
-    return readable, writable
-
-
 class Exchange:
     """Sends one request to an application server and relays the answer to the client."""
 
-    def __init__(self, client: ClientConnection, upstream: UpstreamConnection) -> None:
+    def __init__(
+        self,
+        client: ClientConnection,
+        upstream: UpstreamConnection,
+        body: Iterator[bytes | None],
+        target: bytes | None = None,
+        attempt: int = 1,
+        refused: frozenset[Upstream] = frozenset(),
+    ) -> None:
         self.client = client
+        self.target = target  # a local redirect's path, or None for the client's request
+        self.attempt = attempt  # 2: the retry on a new connection (there is no third)
+        self.refused = refused  # application servers whose connect failed for this request
+        self.config = client.config
         self.upstream = upstream
         self.proto = upstream.proto
+        self.body = body
         self.head = bytearray()
         self.started = False  # response bytes went to the client
         self.redirect: bytes | None = None
         self.body_sent = False  # client body bytes went upstream: no replay possible
         self.outgoing = bytearray()
+        self.need_client = False  # the HTTP core needs more body bytes from the client
+        self.paused = False  # the client is slow: the application is not read meanwhile
+        self.abandoned = False  # the client left: waiting for END_REQUEST, for nobody
+        self.ended = False  # END_REQUEST came (or the exchange was given up)
+        self.last_progress = time.monotonic()
+        upstream.exchange = self
 
-    def run(self, params: dict[str, bytes], body: Iterator[bytes | None]) -> bytes | None:
-        """Relay until END_REQUEST; returns a local redirect's target, if any."""
-        client, config = self.client, self.client.config
-        upstream_fd, client_fd = self.upstream.sock.fileno(), client.sock.fileno()
-        self._queue(self.proto.begin(params))
-        watch_client = False  # after the body: notice a client that leaves
-        last_progress = time.monotonic()
+    # -- driven by the client connection -------------------------------------------------
+    def start(self, params: dict[str, bytes], encoded: bytes = b"") -> None:
+        """``encoded``: more params, already encoded as pairs (the connection's constant
+        ones), sent before ``params``."""
+        self._queue(self.proto.begin(params, encoded=encoded))
+        self.pump()
+
+    def pump(self) -> None:
+        """Queue body records while little waits to go, and send what the socket takes.
+
+        A request without a body leaves in one write (BEGIN, PARAMS, the empty STDIN),
+        which lets the application start it at once with its (empty) body whole."""
+        self.need_client = False
+        self.last_progress = time.monotonic()
         while True:
-            need_client = False
             while self.proto.stdin_open and len(self.outgoing) < OUTGOING_LIMIT:
-                # Records are queued while little is waiting to go: a request without a
-                # body leaves in one write (BEGIN, PARAMS, the empty STDIN), which lets
-                # the application start it at once with its (empty) body whole.
-                piece = next(body, b"")
+                piece = next(self.body, b"")
                 if piece is None:
-                    need_client = True  # the HTTP core needs more bytes from the client
+                    self.need_client = True  # the HTTP core needs more of the client's bytes
                     break
                 self.body_sent = self.body_sent or bool(piece)
                 self._queue(self.proto.stdin(piece))  # b"" ends STDIN (§6.1)
-                watch_client = not piece
-            if self.outgoing and self._send_upstream():
-                last_progress = time.monotonic()
-                if self.proto.stdin_open and not need_client:
-                    continue  # the socket took bytes: room, perhaps, for more of the body
-            readers = [upstream_fd] + [client_fd] * (need_client or watch_client)
-            writers = [upstream_fd] if self.outgoing else []  # what the socket did not take
-            timeout = config.request_timeout if need_client else config.upstream_timeout
-            readable, writable = wait(readers, writers, last_progress + timeout - time.monotonic())
-            if not (readable or writable):
-                if need_client:
-                    raise ClientTimeout("request")
-                raise HttpError(504, f"no answer from the application for {timeout:g} s")
-            # Writable: the next turn of the loop sends.
-            if client_fd in readable:
-                try:
-                    if need_client:
-                        client.receive()
-                    elif not client.sock.recv(1, socket.MSG_PEEK):
-                        raise ClientGone
-                    else:
-                        watch_client = False  # pipelined bytes: the next request, no EOF
-                except OSError:
-                    raise ClientGone from None
-            if upstream_fd in readable:
-                last_progress = time.monotonic()
-                if self._receive():
-                    return self.redirect
+            if not self.outgoing or self.upstream.connecting:
+                break
+            self._send_upstream()
+            if self.outgoing or self.need_client or not self.proto.stdin_open:
+                break  # the loop calls again: socket writable, or client readable
+            # The socket took it all and the core has more body at hand: the next records.
+        self._watch()
 
-    def _send_upstream(self) -> bool:
-        """Send what the socket takes now; True if some bytes left.
+    def check(self, now: float) -> None:
+        """The loop's periodic look at the clock: raise if a deadline passed."""
+        if self.upstream.connecting:
+            if now > self.last_progress + self.upstream.upstream.timeout:
+                raise UpstreamError(504, f"connecting to {self.upstream.upstream.name} timed out")
+            return
+        if self.paused:
+            return  # waiting for the client to read, which the client's deadline bounds
+        timeout = self.config.request_timeout if self.need_client else self.config.upstream_timeout
+        if now > self.last_progress + timeout:
+            if self.need_client:
+                raise ClientTimeout("request")
+            raise HttpError(504, f"no answer from the application for {timeout:g} s")
 
-        The socket is non-blocking (upstream.py), so the send is tried first and a wait
-        is only for what did not fit: one system call for a small request, where a poll
-        before every send made two. In a threaded Python server each system call is also
-        a trip through the GIL, where another thread may be waiting its turn."""
+    def resume(self) -> None:
+        """The client took its bytes: read the application again."""
+        self.paused = False
+        self.last_progress = time.monotonic()
+        self._watch()
+
+    # -- driven by the application's socket ----------------------------------------------
+    def on_upstream_writable(self) -> None:
+        if self.abandoned:
+            self._orphan_step(self._send_upstream)
+            return
+        self.client.guard(self._writable)
+
+    def on_upstream_readable(self) -> None:
+        if self.abandoned:
+            self._orphan_step(self._receive)
+            return
+        self.client.guard(self._readable)
+
+    def _writable(self) -> None:
+        if self.upstream.connecting:
+            code = self.upstream.connect_error()
+            if code:
+                member = self.upstream.upstream
+                message = f"cannot connect to {member.name}: {os.strerror(code)}"
+                raise UpstreamError(502, message, refused=member)
+        if self.proto.stdin_open and not self.need_client:
+            self.pump()  # room, perhaps, for more of the body
+        else:
+            self._send_upstream()
+            self._watch()
+
+    def _readable(self) -> None:
+        self._receive()
+        if self.ended:
+            self.client.exchange_done(self)
+        elif not self.paused and len(self.client.outbuf) > CLIENT_OUTPUT_LIMIT:
+            self.paused = True
+            self._watch()
+
+    def _watch(self) -> None:
+        if self.upstream.connecting:
+            self.upstream.watch(read=False, write=True)
+        else:
+            self.upstream.watch(read=not self.paused, write=bool(self.outgoing))
+        if not self.abandoned:
+            self.client.update_interest()
+
+    # -- the records ---------------------------------------------------------------------
+    def _send_upstream(self) -> None:
+        """Send what the socket takes now (it is non-blocking): the send is tried at once
+        and only what did not fit waits for the loop to say the socket is writable."""
         try:
             sent = self.upstream.sock.send(self.outgoing)
         except BlockingIOError:
-            return False
+            return
         except OSError as error:
             self._upstream_failed(error)
-        del self.outgoing[:sent]
-        return sent > 0
+        if sent:
+            del self.outgoing[:sent]
+            self.last_progress = time.monotonic()
 
     def _upstream_failed(self, error: OSError) -> NoReturn:
         if self.upstream.reused and not self.started and not self.head:
@@ -185,16 +245,17 @@ class Exchange:
         self.client.gateway.records.wire(self.client.cid, "<", data)
         self.outgoing += data
 
-    def _receive(self) -> bool:
-        """Read from the application; True once END_REQUEST came."""
+    def _receive(self) -> None:
+        """Read from the application, and handle every record that came whole."""
         try:
             data = self.upstream.sock.recv(65536)
         except BlockingIOError:
-            return False  # poll said readable, and nothing was: try again later
+            return  # the loop said readable, and nothing was: try again later
         except ConnectionResetError:
             data = b""  # the same as a close, for what it means to us
         except OSError as error:
             self._upstream_failed(error)
+        self.last_progress = time.monotonic()
         self.client.gateway.records.wire(self.client.cid, ">", data)
         self.proto.receive_data(data)
         while (event := self.proto.next_event()) is not NEED_DATA:
@@ -206,12 +267,12 @@ class Exchange:
                 print(f"fastcgi c{self.client.cid} app stderr: {text}", file=sys.stderr)
             elif isinstance(event, EndRequest):
                 self._ended(event)
-                return True
+                self.ended = True
+                return
             elif isinstance(event, ConnectionEnded):
                 if self.upstream.reused and not self.started and not self.head:
                     raise Retry("a kept connection was closed by the application server")
                 raise HttpError(502, "the application server closed before END_REQUEST")
-        return False
 
     def _ended(self, end: EndRequest) -> None:
         status = end.protocol_status
@@ -228,23 +289,34 @@ class Exchange:
         if not self.started:
             why = "ended inside its header section" if self.head else "produced no output"
             raise HttpError(502, f"the application {why}")
-        self._send_client(self.client.conn.send(EndOfMessage()))
+        self.client.send(self.client.conn.send(EndOfMessage()))
 
     def _relay(self, data: bytes) -> None:
-        """STDOUT: a CGI response (§6.1, RFC 3875 §6): the head parsed, the body streamed."""
+        """STDOUT: a CGI response (§6.1, RFC 3875 §6): the head parsed, the body streamed.
+
+        The bytes are queued on the client connection, which sends them when this step of
+        the loop is over: a small response, head and body and its end, leaves in one send."""
         conn = self.client.conn
         if self.redirect is not None or not data:
             return  # §6.2.2: a local redirect has no body; an empty record ends STDOUT
         if self.started:
-            self._send_client(conn.send(Data(data)))
+            self.client.send(conn.send(Data(data)))
             return
-        self.head += data
-        if (end := find_head_end(self.head)) is None:
-            if len(self.head) > self.client.config.max_cgi_head:
+        # The head usually comes whole in the first record: then it is read in place,
+        # and only a head cut across records is gathered in self.head first.
+        if self.head:
+            self.head += data
+            whole = bytes(self.head)
+        else:
+            whole = data
+        if (end := find_head_end(whole)) is None:
+            if whole is data:
+                self.head += data
+            if len(self.head) > self.config.max_cgi_head:
                 raise HttpError(502, "the application's header section is too large")
             return
         try:
-            reply = parse_cgi_response(bytes(self.head[: end[0]]))
+            reply = parse_cgi_response(whole[: end[0]])
             if reply.local_redirect is not None:
                 self.redirect = reply.local_redirect
                 return
@@ -252,30 +324,47 @@ class Exchange:
         except (BadGateway, LocalProtocolError) as error:
             raise HttpError(502, f"the application's response is not CGI: {error}") from None
         self.started = True
-        self._send_client(head + conn.send(Data(bytes(self.head[end[1] :]))))
+        rest = whole[end[1] :]
+        self.client.send(head + conn.send(Data(rest)) if rest else head)
 
-    def _send_client(self, data: bytes) -> None:
-        try:
-            self.client.send(data)
-        except OSError:
-            raise ClientGone from None
-
+    # -- a client that left --------------------------------------------------------------
     def abandon(self) -> None:
-        """§5.4: the client left; ask the application to stop and wait briefly for its
-        END_REQUEST, which makes the connection reusable (if it does not come, the
-        exchange is still ACTIVE, and the connection is closed instead of kept)."""
+        """§5.4: the client left; ask the application to stop and wait (without a client,
+        ``ABANDON_TIMEOUT`` at most) for its END_REQUEST, which makes the connection
+        reusable. If it does not come, the connection is closed instead of kept."""
+        self.abandoned = True
+        self.redirect = b""  # whatever still comes is not for anyone
+        self.need_client = self.paused = False
+        if self.ended or self.proto.state is not ExchangeState.ACTIVE:
+            self._orphaned()
+            return
+        self.client.gateway.orphans.add(self)
+        abort = self.proto.abort()
+        self.client.gateway.records.wire(self.client.cid, "<", abort)
+        self.outgoing += abort  # after the record under way, if one is half sent
+        self.last_progress = time.monotonic()
+        self._orphan_step(self._send_upstream)
+
+    def _orphan_step(self, step: Callable[[], None]) -> None:
         try:
-            self.upstream.sock.settimeout(1.0)
-            if self.outgoing:
-                self.upstream.sock.sendall(self.outgoing)  # finish the record under way
-                self.outgoing.clear()
-            abort = self.proto.abort()
-            self.client.gateway.records.wire(self.client.cid, "<", abort)
-            self.upstream.sock.sendall(abort)
-            self.redirect = b""  # whatever still comes is not for anyone
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and not self._receive():
-                pass
-            self.upstream.sock.setblocking(False)  # as the pool keeps its connections
-        except (OSError, FastCGIError, HttpError, Retry, ClientGone):
-            pass  # not reusable (the exchange is not IDLE): release() closes it
+            step()
+            if self.upstream.connecting:
+                raise OSError("still connecting")  # nothing was asked yet: just close
+        except (OSError, FastCGIError, HttpError, Retry, UpstreamError):
+            self.ended = True  # not reusable: closed below
+        if self.ended:
+            self._orphaned()
+        else:
+            self._watch()
+
+    def orphan_expired(self, now: float) -> bool:
+        return now > self.last_progress + ABANDON_TIMEOUT
+
+    def _orphaned(self) -> None:
+        """The end of an abandoned exchange: its connection kept if it ended cleanly."""
+        self.ended = True
+        self.client.gateway.orphans.discard(self)
+        if self.outgoing:
+            self.upstream.close()  # a record half sent: the stream is broken
+        else:
+            self.upstream.upstream.release(self.upstream)  # release() checks can_reuse

@@ -392,6 +392,22 @@ def _closing_records(
     return out + encode(EndRequest(request_id, app_status, protocol_status))
 
 
+@functools.lru_cache(maxsize=256)
+def _fixed_records(record_type: int, request_id: int, role: int = 0, flags: int = 0) -> bytes:
+    """Records that are the same bytes every time for the same id: BEGIN_REQUEST (with
+    its role and flags) and the empty record that ends a stream. A web server that does
+    not multiplex uses id 1 for everything, so each is encoded once."""
+    if record_type == RecordType.BEGIN_REQUEST:
+        return encode(BeginRequest(request_id, role, flags))
+    return encode(_STREAM_RECORDS[record_type](request_id, b""))
+
+
+_STREAM_RECORDS: dict[int, type[StreamRecord]] = {
+    RecordType.PARAMS: Params,
+    RecordType.STDIN: Stdin,
+}
+
+
 # ======================================================================================
 # The web server's end
 # ======================================================================================
@@ -436,8 +452,10 @@ class WebServerConnection:
         request_id: int = 1,
         keep_conn: bool = True,
         role: Role = Role.RESPONDER,
+        encoded: bytes = b"",
     ) -> bytes:
         """BEGIN_REQUEST, the PARAMS stream and its empty end (App. B, example 1).
+        ``encoded`` holds more pairs, already encoded (encode_pairs), sent before ``params``.
 
         Request id 1 every time: with one request per connection at a time, there is
         nothing to tell apart, and §3.3 asks web servers to keep ids small."""
@@ -448,13 +466,15 @@ class WebServerConnection:
         self.keep_conn = keep_conn
         self._stdin_open = True
         self._stdout_ended = self._stderr_ended = False
-        pairs = encode_pairs([(name.encode("latin-1"), value) for name, value in params.items()])
+        pairs = encoded + encode_pairs(
+            [(name.encode("latin-1"), value) for name, value in params.items()]
+        )
         flags = FCGI_KEEP_CONN if keep_conn else 0
         return b"".join(
             (
-                encode(BeginRequest(request_id, role, flags)),
+                _fixed_records(RecordType.BEGIN_REQUEST, request_id, role, flags),
                 encode(Params(request_id, pairs)) if pairs else b"",
-                encode(Params(request_id, b"")),
+                _fixed_records(RecordType.PARAMS, request_id),
             )
         )
 
@@ -464,6 +484,7 @@ class WebServerConnection:
             raise FastCGIError("STDIN after it ended, or with no request active")
         if not data:
             self._stdin_open = False
+            return _fixed_records(RecordType.STDIN, self.request_id)
         return encode(Stdin(self.request_id, data))
 
     def abort(self) -> bytes:

@@ -5,12 +5,15 @@ between requests (FCGI_KEEP_CONN, §3.5; nginx ``fastcgi_keep_conn on`` with an 
 ``keepalive`` pool), because a TCP or Unix connect per request is the very cost FastCGI
 set out to remove. This module holds that machinery, apart from the HTTP front end:
 
+* :class:`UpstreamConnection` is one non-blocking socket to an application server, in
+  the gateway's event loop (gateway.py) from its connect to its close. It is watched for
+  reading all that time, also while it sits idle in the pool: an idle kept connection has
+  nothing to say, so when it becomes readable the application server closed it (or sent
+  garbage), and it is closed and dropped from the pool at once, as nginx does. That is how
+  the gateway recovers when an application server restarts, without a check per request.
 * :class:`Upstream` is one application server address with its pool of idle kept
   connections. A connection goes back to the pool only when its request ended cleanly
-  with KEEP_CONN (``WebServerConnection.can_reuse``) and the pool has room; when it is
-  taken out again, a readable socket means the application server closed it (or sent
-  garbage) while it was idle, and it is thrown away instead of used: that is how the
-  gateway recovers when an application server restarts.
+  with KEEP_CONN (``WebServerConnection.can_reuse``) and the pool has room.
 * :class:`Upstreams` chooses among several application servers in turn (nginx's
   round-robin), and moves on to the next when one refuses the connection.
 * :class:`AppServerChild` is the application server that ``python -m servers fastcgi``
@@ -18,116 +21,194 @@ set out to remove. This module holds that machinery, apart from the HTTP front e
   directory. It stays in the gateway's process group (no new session), so that a signal
   to the group (Ctrl-C, or launch.ServerProcess.stop) reaches both; the gateway also stops
   it explicitly when it exits, and starts it again if it dies while the gateway serves.
+
+One thread owns all of it (the gateway's event loop), so nothing here takes a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .app_server import parse_bind
 from .protocol import WebServerConnection
 
-__all__ = ["AppServerChild", "Upstream", "UpstreamConnection", "UpstreamError", "Upstreams"]
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+__all__ = [
+    "AppServerChild",
+    "Upstream",
+    "UpstreamConnection",
+    "UpstreamError",
+    "Upstreams",
+    "rewatch",
+]
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+def rewatch(
+    selector: selectors.BaseSelector, sock: socket.socket, handler: object, old: int, new: int
+) -> int:
+    """Tell the event loop which events of ``sock`` we now wait for; returns ``new``.
+
+    Each change is an epoll_ctl(2) system call, so it is made only when the set changes:
+    in the common case a socket is registered for reading once and never touched again."""
+    if new != old:
+        if not new:
+            selector.unregister(sock)
+        elif not old:
+            selector.register(sock, new, handler)
+        else:
+            selector.modify(sock, new, handler)
+    return new
 
 
 class UpstreamError(Exception):
     """No connection to any application server: ``status`` is 502 or 504 (nginx's choice:
-    refused is 502 Bad Gateway, a connect that times out is 504 Gateway Timeout)."""
+    refused is 502 Bad Gateway, a connect that times out is 504 Gateway Timeout).
+    ``refused`` names the application server whose connect failed after it was started
+    (a TCP connect completes later): the gateway then tries the others."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, refused: Upstream | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.refused = refused
 
 
 class UpstreamConnection:
-    """One socket to an application server and its protocol state."""
+    """One socket to an application server, its protocol state, and the exchange (one
+    HTTP request, exchange.py) that uses it now: None while it waits in the pool."""
 
-    def __init__(self, upstream: Upstream, sock: socket.socket) -> None:
+    def __init__(self, upstream: Upstream, sock: socket.socket, connecting: bool) -> None:
         self.upstream = upstream
         self.sock = sock
         self.proto = WebServerConnection()
         self.reused = False  # taken from the pool: it may have died while idle
+        self.connecting = connecting  # a TCP connect still under way (EINPROGRESS)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        # Writable is how a non-blocking connect says it is done.
+        self.events = rewatch(upstream.selector, sock, self, 0, WRITE if connecting else READ)
+
+    def watch(self, read: bool, write: bool) -> None:
+        wanted = (READ if read else 0) | (WRITE if write else 0)
+        self.events = rewatch(self.upstream.selector, self.sock, self, self.events, wanted)
+
+    # -- the event loop calls these ------------------------------------------------------
+    def on_readable(self) -> None:
+        if self.exchange is None:
+            # Idle in the pool: readable means closed by the application server (or bytes
+            # nobody asked for). Either way it can never carry a request again.
+            self.upstream.forget(self)
+            self.close()
+        else:
+            self.exchange.on_upstream_readable()
+
+    def on_writable(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_upstream_writable()
+        else:
+            self.watch(read=True, write=False)  # nothing to send: stop asking
+
+    def connect_error(self) -> int:
+        """After a non-blocking connect became writable: 0, or why it failed (an errno)."""
+        self.connecting = False
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def close(self) -> None:
-        self.sock.close()
+        if not self.closed:
+            self.closed = True
+            self.exchange = None
+            self.events = rewatch(self.upstream.selector, self.sock, self, self.events, 0)
+            self.sock.close()
 
     def __repr__(self) -> str:
         return f"<fastcgi connection to {self.upstream.name}>"
 
 
 class Upstream:
-    def __init__(self, address: tuple[str, int] | str, keepalive: int, timeout: float) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int] | str,
+        keepalive: int,
+        timeout: float,
+        selector: selectors.BaseSelector,
+    ) -> None:
         self.address = address
         self.name = address if isinstance(address, str) else f"{address[0]}:{address[1]}"
         self.keepalive = keepalive  # idle connections kept (nginx's upstream keepalive N)
-        self.timeout = timeout
+        self.timeout = timeout  # for a connect (exchange.py checks it)
+        self.selector = selector
         self._idle: list[UpstreamConnection] = []
-        self._lock = threading.Lock()
 
     def acquire(self, fresh: bool = False) -> UpstreamConnection:
-        """An idle kept connection that is still healthy, or a new one."""
-        while not fresh:
-            with self._lock:
-                if not self._idle:
-                    break
-                connection = self._idle.pop()  # LIFO: the warmest connection first
-            try:
-                # Anything to read on an idle connection is its close (or garbage); the
-                # peek must not wait: "would block" means the connection is still quiet.
-                connection.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                connection.reused = True
-                return connection
-            except OSError:
-                pass
-            connection.close()  # closed (or babbling) while idle: never reuse it
-        return UpstreamConnection(self, self._connect())
+        """An idle kept connection, or a new one.
 
-    def _connect(self) -> socket.socket:
-        try:
-            if isinstance(self.address, str):
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    sock.settimeout(self.timeout)
-                    sock.connect(self.address)
-                except BaseException:
-                    sock.close()
-                    raise
-            else:
-                sock = socket.create_connection(self.address, timeout=self.timeout)
-                # Records are small and come in bursts (BEGIN, PARAMS, STDIN, its end):
-                # Nagle's algorithm would hold each burst's tail for the peer's delayed ACK.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError:
-            raise UpstreamError(504, f"connecting to {self.name} timed out") from None
-        except OSError as error:
-            raise UpstreamError(502, f"cannot connect to {self.name}: {error.strerror}") from None
-        # Non-blocking from now on: the exchange tries each send and receive at once and
-        # waits (poll) only when the socket is not ready, with its own deadlines.
+        No check that the kept one is still alive (a peek would be a system call per
+        request): one that died while idle was closed by the event loop when it became
+        readable, and one that dies just now fails its request before any answer, which
+        the exchange retries once on a new connection."""
+        if self._idle and not fresh:
+            connection = self._idle.pop()  # LIFO: the warmest connection first
+            connection.reused = True
+            return connection
+        sock, connecting = self._connect()
+        return UpstreamConnection(self, sock, connecting)
+
+    def _connect(self) -> tuple[socket.socket, bool]:
+        """A new non-blocking socket, connected or connecting: (socket, still connecting).
+
+        The event loop must never wait, so the connect does not either. A Unix socket
+        connects at once or fails at once (a full backlog is EAGAIN: refused, like nginx);
+        a TCP connect to another host may take a round trip (EINPROGRESS), and the
+        exchange waits for the socket to become writable before it sends its records."""
+        family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+        if not isinstance(self.address, str) and ":" in self.address[0]:
+            family = socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        return sock
+        if family != socket.AF_UNIX:
+            # Records are small and come in bursts (BEGIN, PARAMS, STDIN, its end):
+            # Nagle's algorithm would hold each burst's tail for the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(self.address)
+        if code in (0, errno.EINPROGRESS):
+            return sock, code != 0
+        sock.close()
+        raise UpstreamError(502, f"cannot connect to {self.name}: {os.strerror(code)}")
 
     def release(self, connection: UpstreamConnection) -> None:
         """Back to the pool if the request ended cleanly with KEEP_CONN; else closed."""
-        with self._lock:
-            if connection.proto.can_reuse and len(self._idle) < self.keepalive:
-                self._idle.append(connection)
-                return
+        connection.exchange = None
+        if (
+            not connection.closed
+            and connection.proto.can_reuse
+            and len(self._idle) < self.keepalive
+        ):
+            connection.watch(read=True, write=False)  # idle: only its close is expected
+            self._idle.append(connection)
+            return
         connection.close()
 
+    def forget(self, connection: UpstreamConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(connection)
+
     def close_idle(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
+        idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
 
@@ -135,23 +216,33 @@ class Upstream:
 class Upstreams:
     """Several application servers, taken in turn; a refused connect moves on to the next."""
 
-    def __init__(self, addresses: Sequence[tuple[str, int] | str], keepalive: int, timeout: float):
-        self.members = [Upstream(address, keepalive, timeout) for address in addresses]
+    def __init__(
+        self,
+        addresses: Sequence[tuple[str, int] | str],
+        keepalive: int,
+        timeout: float,
+        selector: selectors.BaseSelector,
+    ) -> None:
+        self.members = [Upstream(address, keepalive, timeout, selector) for address in addresses]
         self._turn = 0
-        self._lock = threading.Lock()
 
-    def acquire(self, fresh: bool = False) -> UpstreamConnection:
-        with self._lock:
-            start = self._turn
-            self._turn = (self._turn + 1) % len(self.members)
+    def acquire(
+        self, fresh: bool = False, refused: frozenset[Upstream] = frozenset()
+    ) -> UpstreamConnection:
+        """A connection to the next member in turn, skipping those that ``refused``."""
+        start = self._turn
+        self._turn = (self._turn + 1) % len(self.members)
         error: UpstreamError | None = None
         for offset in range(len(self.members)):
             member = self.members[(start + offset) % len(self.members)]
+            if member in refused:
+                continue
             try:
                 return member.acquire(fresh)
             except UpstreamError as failure:
                 error = failure
-        assert error is not None
+        if error is None:
+            raise UpstreamError(502, "every application server refused the connection")
         raise error
 
     def close_idle(self) -> None:

@@ -6,8 +6,9 @@ so this launcher starts both as its children, in its own process group, and prin
 ready line that servers.launch waits for:
 
 * ``nginx``: our application server (``fastcgi-app``, the family responder) behind a real
-  nginx with ``fastcgi_pass``, from a configuration generated here (port, temp paths and
-  pid file in a private directory, ``daemon off``);
+  nginx with ``fastcgi_pass``, configured by servers/fastcgi/nginx.py as lesson 2 and
+  ``make bench`` configure it (port, temp paths and pid file in a private directory,
+  ``daemon off``), with ``fastcgi_buffering off`` so that ``/stream`` streams;
 * ``flup``: flup's WSGIServer serving ``apps.wsgi:app`` behind our gateway
   (``python -m servers fastcgi --upstream``);
 * ``flup-server PORT``: the flup half alone (what the ``flup`` pairing runs as its child).
@@ -30,57 +31,14 @@ from types import FrameType
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+sys.path.insert(0, str(REPO))  # run as a script: the repository's packages come first
 
-# nginx's fastcgi_params, written out rather than included (the file's place and contents
-# vary between distributions), with the two changes an app owning every path needs:
-# SCRIPT_NAME "" and PATH_INFO the decoded path ($uri), instead of SCRIPT_NAME = the path.
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    fastcgi_temp_path {dir}/fastcgi;
-    proxy_temp_path {dir}/proxy;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    client_max_body_size 16m;
-    upstream family {{
-        server 127.0.0.1:{app_port};
-        keepalive 8;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            fastcgi_pass family;
-            fastcgi_keep_conn on;
-            fastcgi_buffering off;
-            fastcgi_param QUERY_STRING $query_string;
-            fastcgi_param REQUEST_METHOD $request_method;
-            fastcgi_param CONTENT_TYPE $content_type;
-            fastcgi_param CONTENT_LENGTH $content_length;
-            fastcgi_param SCRIPT_NAME "";
-            fastcgi_param PATH_INFO $uri;
-            fastcgi_param REQUEST_URI $request_uri;
-            fastcgi_param DOCUMENT_URI $document_uri;
-            fastcgi_param DOCUMENT_ROOT $document_root;
-            fastcgi_param SERVER_PROTOCOL $server_protocol;
-            fastcgi_param REQUEST_SCHEME $scheme;
-            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
-            fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;
-            fastcgi_param REMOTE_ADDR $remote_addr;
-            fastcgi_param REMOTE_PORT $remote_port;
-            fastcgi_param SERVER_ADDR $server_addr;
-            fastcgi_param SERVER_PORT $server_port;
-            fastcgi_param SERVER_NAME $server_name;
-            fastcgi_param REDIRECT_STATUS 200;
-        }}
-    }}
-}}
-"""
+from servers.fastcgi.nginx import (  # noqa: E402
+    find_nginx,
+    nginx_argv,
+    nginx_config,
+    prepare_directory,
+)
 
 stopping = False
 
@@ -120,17 +78,13 @@ def ready_port(proc: subprocess.Popen[bytes]) -> int:
 
 
 def start_nginx(app_port: int, directory: str) -> tuple[subprocess.Popen[bytes], int]:
-    # As root, nginx's workers run as "nobody": they must reach the temp paths.
-    os.chmod(directory, 0o755)
-    for name in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
-        os.makedirs(os.path.join(directory, name), exist_ok=True)
-        os.chmod(os.path.join(directory, name), 0o777)
-    nginx = os.environ.get("NGINX", "/usr/sbin/nginx")
+    prepare_directory(directory)  # as root, nginx's workers run as "nobody"
+    nginx = os.environ.get("NGINX") or find_nginx() or "nginx"
     for _ in range(3):
         port = free_port()
-        conf = Path(directory, "nginx.conf")
-        conf.write_text(NGINX_CONF.format(dir=directory, app_port=app_port, port=port))
-        proc = subprocess.Popen([nginx, "-p", directory, "-c", str(conf)])
+        conf = nginx_config(directory, port, [("127.0.0.1", app_port)], buffering=False)
+        Path(directory, "nginx.conf").write_text(conf)
+        proc = subprocess.Popen(nginx_argv(nginx, directory))
         if wait_port(port, proc):
             return proc, port
         proc.wait()
@@ -138,7 +92,7 @@ def start_nginx(app_port: int, directory: str) -> tuple[subprocess.Popen[bytes],
 
 
 def flup_server(port: int) -> None:
-    from flup.server.fcgi import WSGIServer
+    from flup.server.fcgi import WSGIServer  # type: ignore[import-untyped]
 
     from apps.wsgi import app
 
