@@ -7,10 +7,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ERA    ?= asgi
 ARGS   ?=
+# Classroom load (loadtests/README.md, "Classroom load"): the workload, the master's address
+# for the workers, and the address the master and its era listen on (loopback unless told).
+WORKLOAD    ?= hello
+MASTER      ?=
+MASTER_BIND ?= 127.0.0.1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint check-notebooks bench serve clean \
-        notebooks notebooks-html
+        notebooks notebooks-html showdown c10k load load-master load-worker
 
 help: ## list every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.%-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +31,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its extras (idempotent)
 
-demo: $(STAMP) ## the main job: the four eras side by side on the shared app
+demo: $(STAMP) ## the main job: the four eras under the same short load, a table and a chart (~1 min)
 	$(PY) -m servers demo $(ARGS)
 
 serve: $(STAMP) ## run one era's server: make serve ERA=wsgi ARGS=--trace
@@ -60,6 +65,21 @@ notebooks-html: $(STAMP) ## execute every notebook, write HTML with outputs to r
 
 bench: $(STAMP) ## wrk against our servers and their peers, A B A B, medians and ratios
 	$(PY) -m loadtests.bench $(ARGS)
+
+showdown: $(STAMP) ## the eras at 10 to 10,000 locust users; JSON, CSV, charts in results/ (~20 min)
+	$(PY) -m loadtests.showdown $(ARGS)
+
+c10k: $(STAMP) ## 10,000 users on a slow route: ASGI must pass, then WSGI and CGI hit their walls
+	$(PY) -m loadtests.c10k $(ARGS)
+
+load: $(STAMP) ## classroom: ERA on :8000 and locust's web UI on 127.0.0.1:8089: make load ERA=asgi WORKLOAD=hello
+	$(PY) -m loadtests.classroom load --era $(ERA) --workload $(WORKLOAD) $(ARGS)
+
+load-master: $(STAMP) ## classroom, distributed: ERA and a locust master; MASTER_BIND=<your LAN address> opens it
+	$(PY) -m loadtests.classroom master --era $(ERA) --workload $(WORKLOAD) --bind $(MASTER_BIND) $(ARGS)
+
+load-worker: $(STAMP) ## classroom, distributed: a locust worker on a student's machine: make load-worker MASTER=host
+	$(PY) -m loadtests.classroom worker --master "$(MASTER)" --workload $(WORKLOAD) $(ARGS)
 
 clean: ## remove the venv, caches and results
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache results build *.egg-info

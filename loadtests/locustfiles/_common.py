@@ -44,11 +44,16 @@ from collections import defaultdict
 from typing import Any
 
 import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
+import locust.stats
 from locust import FastHttpUser, constant, events
 from locust.contrib.fasthttp import LocustBadStatusCode, ResponseContextManager
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+# locust writes its CSV files every 5 s by default; the showdown and the C10k demo read
+# the per-second history while a run goes on to show progress, so write it every second.
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 __all__ = [
     "FamilyUser",
