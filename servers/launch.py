@@ -41,6 +41,7 @@ __all__ = [
     "ServerStartError",
     "free_port",
     "our_server_argv",
+    "pids_in_groups",
     "signals_deferred",
     "wait_for_port",
 ]
@@ -249,7 +250,7 @@ class ServerProcess:
         # SIGKILL is delivered asynchronously: wait until the group is really gone, so
         # that "nothing left behind" holds the moment stop() returns.
         deadline = time.monotonic() + 5
-        while any(True for _ in _pids_in_group(pgid)) and time.monotonic() < deadline:
+        while pids_in_groups(pgid) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.returncode = proc.returncode
         return self.returncode
@@ -302,16 +303,25 @@ class ServerProcess:
 
     def group_pids(self) -> list[int]:
         """Every live process in the server's process group (read from /proc)."""
-        return list(_pids_in_group(self.pid))
+        return pids_in_groups(self.pid)
 
 
-def _pids_in_group(pgid: int) -> Iterator[int]:
+def pids_in_groups(*pgids: int) -> list[int]:
+    """Live processes (zombies aside) whose process group is one of ``pgids``, from /proc.
+
+    The one way the project (and its tests) asks "is anything of this server left?": a
+    server's helpers, scripts and nginx workers share its group, so the group is the unit.
+    """
+    wanted = set(pgids)
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(entry.path, "stat").read_text()
-            # Fields after the command name, which may itself hold spaces and parentheses.
+            # Fields after the command name, which may itself hold spaces and parentheses:
+            # proc(5) numbers them state, ppid, pgrp, ...
             fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                yield int(entry.name)
+            if int(fields[2]) in wanted and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found

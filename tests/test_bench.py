@@ -21,6 +21,7 @@ import pytest
 from loadtests import bench
 from loadtests.bench import RunRecord, SocketErrors, WrkOutputError, WrkResult, parse_wrk
 from servers.eras import Era
+from servers.launch import pids_in_groups
 from tests.peers import require_program
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -349,22 +350,6 @@ def test_missing_wrk_is_one_line_and_exit_2(
 # -- (c) end to end -------------------------------------------------------------------------
 
 
-def _live_pids_in_groups(groups: set[int]) -> list[int]:
-    """Processes (not zombies) whose process group is one of `groups`, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # proc(5): state, ppid, pgrp, ...
-        if int(fields[2]) in groups and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def _bench_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "loadtests.bench", *args]
 
@@ -401,7 +386,7 @@ def test_smoke_run_of_a_baseline_pair(tmp_path: Path) -> None:
         assert "wrk -t1 -c50 -d1s --latency" in run["argv"]
         groups |= {process["process_group"] for process in pair[side]["processes"]}
     assert len(groups) == 2
-    assert _live_pids_in_groups(groups) == []
+    assert pids_in_groups(*groups) == []
     assert "baseline-asgi" in done.stdout and "A/B" in done.stdout
 
 
@@ -503,5 +488,5 @@ def test_interrupt_stops_every_server(tmp_path: Path, signum: signal.Signals) ->
     assert "interrupted" in rest
     assert not (tmp_path / "never.json").exists()
     # The servers' groups are empty, and wrk (in the bench's own group) is gone too.
-    assert _live_pids_in_groups(servers) == []
+    assert pids_in_groups(*servers) == []
     assert [pid for pid in servers if _alive(pid)] == []

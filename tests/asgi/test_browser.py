@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from servers.launch import ServerProcess, our_server_argv
+from servers.launch import ServerProcess, our_server_argv, pids_in_groups
 from tests.conftest import ServerPool
 from tests.peers import require_program
 
@@ -36,20 +36,6 @@ from tests.peers import require_program
 START_TIMEOUT = 60.0
 DOM_TIMEOUT = 30.0
 NO_WEBSOCKETS = "This era cannot host WebSockets; run the asgi era (python -m servers asgi)."
-
-
-def _group_pids(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # after the command name
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
 
 
 class CDPError(Exception):
@@ -149,7 +135,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
             os.killpg(proc.pid, signal.SIGKILL)  # the browser and every helper it forked
         proc.wait(timeout=30)
         deadline = time.monotonic() + 10
-        while (left := _group_pids(proc.pid)) and time.monotonic() < deadline:
+        while (left := pids_in_groups(proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not left, f"chromium processes left behind: {left}"
 

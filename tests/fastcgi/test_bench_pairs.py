@@ -17,25 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from servers.launch import pids_in_groups
 from tests.peers import require_program
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _live_pids_in_groups(groups: set[int]) -> list[int]:
-    """Processes (zombies aside) whose process group is one of ``groups``, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # proc(5): state, ppid, pgrp, ...
-        if int(fields[2]) in groups and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def test_the_fastcgi_pairs_are_listed() -> None:
@@ -72,4 +57,4 @@ def test_smoke_run_of_nginx_in_front_of_ours_and_of_flup(tmp_path: Path) -> None
         assert backend in processes[0]["argv"] and "nginx" in processes[1]["argv"]
         groups |= {process["process_group"] for process in processes}
     assert len(groups) == 4
-    assert _live_pids_in_groups(groups) == []  # nginx's workers and both backends too
+    assert pids_in_groups(*groups) == []  # nginx's workers and both backends too
