@@ -110,10 +110,14 @@ SERVER_TRANSITIONS: dict[tuple[State, type], State] = {
 # Header pairs already validated (apps send the same few again and again): validity depends
 # on the bytes alone, so a pair seen valid once needs no second look. Bounded.
 _VALID: set[tuple[bytes, bytes]] = set()
+# A request without a body: ContentLengthReader(0) answers EndOfMessage and never changes.
+_NO_BODY = ContentLengthReader(0)
 # RFC 9110 §15.2.2, §15.3.5, §15.4.5 and §9.3.2: these never carry a body.
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Headers the core owns: the app's versions would contradict the framing it chose.
 _FRAMING = (b"transfer-encoding",)
+# The names _response_head() looks at: the framing, Connection, and the two it adds itself.
+_NOTED = frozenset({b"content-length", b"connection", *_FRAMING, b"date", b"server"})
 
 
 def _is_status(status: object) -> bool:
@@ -199,19 +203,23 @@ class ServerConnection:
 
     def _client_event(self, event: Event) -> Event:
         self.their_state = self._move(CLIENT_TRANSITIONS, "client", self.their_state, event)
-        if isinstance(event, Request):
+        kind = type(event)  # the event classes are final: type() is isinstance(), cheaper
+        if kind is Request:
+            assert isinstance(event, Request)
             self.request = event
             self.our_state = State.SEND_RESPONSE
             self._keep_alive = event.keep_alive
             self.waiting_for_100_continue = event.expects_continue
             if event.chunked:
                 self._reader = ChunkedReader(self.limits)
+            elif event.content_length:
+                self._reader = ContentLengthReader(event.content_length)
             else:
-                self._reader = ContentLengthReader(event.content_length or 0)
-        elif isinstance(event, Data | EndOfMessage):
+                self._reader = _NO_BODY  # most requests: one shared reader, it keeps no state
+        elif kind is Data or kind is EndOfMessage:
             # The client sent body bytes without waiting: it no longer waits for 100.
             self.waiting_for_100_continue = False
-            if isinstance(event, EndOfMessage):
+            if kind is EndOfMessage:
                 self._maybe_must_close()
         return event
 
@@ -234,7 +242,7 @@ class ServerConnection:
         if isinstance(event, InformationalResponse):
             out = self._informational(event)
         elif isinstance(event, Response):
-            out = self._response_head(event)
+            out = self._response_head(event.status_code, event.headers, event.reason)
         elif isinstance(event, Data):
             assert self._writer is not None
             if not isinstance(event.data, bytes | bytearray):
@@ -269,8 +277,13 @@ class ServerConnection:
             self.our_state = State.SWITCHED
         return head_bytes(event.status_code, event.reason, headers)
 
-    def _response_head(self, event: Response, default_length: int | None = None) -> bytes:
-        status = event.status_code
+    def _response_head(
+        self,
+        status: int,
+        headers_in: list[Header] | tuple[Header, ...],
+        reason: bytes = b"",
+        default_length: int | None = None,
+    ) -> bytes:
         if not _is_status(status) or not 200 <= status <= 999:
             raise LocalProtocolError(
                 f"Response status {status!r}: a final status is 200-999 (use "
@@ -286,10 +299,13 @@ class ServerConnection:
         headers: list[Header] = []
         content_length: int | None = None
         has_date = has_server = False
-        for raw_name, value in event.headers:
-            name, value = self._checked(raw_name, value)
+        for name, value in headers_in:
+            if type(name) is not bytes or type(value) is not bytes or (name, value) not in _VALID:
+                name, value = self._checked(name, value)  # a pair not seen before (or str)
             lname = name.lower()
-            if lname == b"content-length":
+            if lname not in _NOTED:  # most headers: passed on as they came, after one lookup
+                headers.append((name, value))
+            elif lname == b"content-length":
                 length = parse_content_length(value)
                 if content_length is not None and length != content_length:
                     raise LocalProtocolError("the app sent two different Content-Length values")
@@ -304,11 +320,10 @@ class ServerConnection:
                 raise LocalProtocolError(
                     f"the app sent {name!r}: the server chooses the transfer coding itself"
                 )
-            elif lname == b"date":
-                has_date = True
-            elif lname == b"server":
-                has_server = True
-            headers.append((name, value))
+            else:
+                has_date = has_date or lname == b"date"
+                has_server = has_server or lname == b"server"
+                headers.append((name, value))
 
         if content_length is None:
             content_length = default_length  # send_response(): the body's own length
@@ -340,7 +355,7 @@ class ServerConnection:
             headers.append((b"Date", http_date()))
         if not has_server:
             headers.append((b"Server", self.server_software))
-        return head_bytes(status, event.reason, headers)
+        return head_bytes(status, reason, headers)
 
     @staticmethod
     def _checked(name: bytes | str, value: bytes | str) -> Header:
@@ -371,7 +386,7 @@ class ServerConnection:
                 f"Response is not allowed for the server in state {self.our_state!r}"
             )
         try:
-            head = self._response_head(Response(status, tuple(headers), reason), len(body))
+            head = self._response_head(status, headers, reason, len(body))
         except LocalProtocolError:
             self._keep_alive = False
             raise

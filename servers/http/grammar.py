@@ -44,6 +44,15 @@ field_line_re = re.compile(rb"(?P<name>" + TOKEN + rb"):(?P<value>.*)", re.DOTAL
 #   path; when it fails, the lines are checked one by one to report the exact fault.
 field_lines_re = re.compile(rb"(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 
+# A whole request head in origin-form, request line and field lines, each ended by CRLF
+#   (the final empty line excluded): the two rules above in one pass. It admits only
+#   HTTP/1.x and a target starting with "/", the everyday request; anything else, and
+#   everything it refuses, is left to the line-by-line rules for the exact error.
+head_re = re.compile(
+    rb"(?P<method>" + TOKEN + rb") (?P<target>/[\x21-\x7e]*) HTTP/1\.(?P<minor>[0-9])\r\n"
+    rb"(?P<fields>(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*)"
+)
+
 # RFC 9110 §5.5: field-value = *field-content, made of VCHAR, SP, HTAB and obs-text
 #   (%x80-FF). Anything else (NUL, CR, LF, the other controls, DEL) is forbidden. We find a
 #   forbidden byte with one search instead of matching the whole grammar.

@@ -21,6 +21,8 @@ CVE-2019-16785) is refused as soon as it sends one, not when it times out.
 
 from __future__ import annotations
 
+import re
+
 from .events import (
     Data,
     EndOfMessage,
@@ -39,6 +41,7 @@ from .grammar import (
     field_line_re,
     field_lines_re,
     forbidden_in_value_re,
+    head_re,
     host_re,
     request_line_re,
     token_re,
@@ -102,8 +105,14 @@ def _split_field_lines(lines: list[bytes], limits: Limits) -> Headers:
     most of the core's parsing time for a small request."""
     if len(lines) > limits.max_header_count or max(map(len, lines)) > limits.max_field_size:
         return parse_field_lines(lines, limits)  # raises the 431 with its message
-    split = (line.partition(b":") for line in lines)
-    return Headers([(name.lower(), value.strip(OWS)) for name, _, value in split])
+    return Headers([_split_field(line) for line in lines])
+
+
+def _split_field(line: bytes) -> Header:
+    """``Name: value`` from a line known to match the field-line grammar: the name
+    lower-cased (RFC 9110 §5.1), the value without its optional whitespace (RFC 9112 §5.1)."""
+    name, _, value = line.partition(b":")
+    return name.lower(), value.strip(OWS)
 
 
 def _show(raw: bytes, limit: int = 40) -> str:
@@ -136,13 +145,24 @@ class HeadReader:
         while buf[:2] == CRLF:
             del buf[:2]
             self._scanned = 0
-        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        scanned = self._scanned
+        end = buf.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end == -1:
             self._check_partial(buf, eof)
             return None
-        head = bytes(buf[:end])
+        head = bytes(buf[: end + 2])  # up to the CRLF of the last field line
         del buf[: end + 4]
         self._scanned = 0
+        # The fast path: one regex over the whole head proves its grammar, and with it that
+        # no bare CR or LF hides anywhere (neither may appear in a target or a field value).
+        # Any failure, or any limit touched, takes the careful path below, which finds the
+        # exact fault and its status: the fast path decides nothing on its own.
+        match = head_re.fullmatch(head)
+        if match is not None:
+            request = self._parse_fast(match, len(head))
+            if request is not None:
+                return request
+        head = head[:-2]
         # Any CR or LF that is not part of a CRLF is refused (RFC 9112 §2.2). Counting is
         # one pass in C; only when the counts disagree do we look for where, for the message.
         crlfs = head.count(CRLF)
@@ -172,6 +192,28 @@ class HeadReader:
             )
         if eof and buf:
             raise RemoteProtocolError("connection closed in the middle of a request head")
+
+    def _parse_fast(self, match: re.Match[bytes], size: int) -> Request | None:
+        """A head that matched ``head_re``: the limits, then the fields. None: a limit is
+        exceeded (or the method is CONNECT), and the careful path says which."""
+        limits = self.limits
+        fields_at = match.start("fields")
+        if (
+            fields_at - 2 > limits.max_request_line
+            or size - fields_at > limits.max_header_bytes
+            or match["method"] == b"CONNECT"
+        ):
+            return None
+        lines = match["fields"].split(CRLF)
+        lines.pop()  # the empty string after the last CRLF
+        if lines:
+            if len(lines) > limits.max_header_count or max(map(len, lines)) > limits.max_field_size:
+                return None
+            headers = Headers([_split_field(line) for line in lines])
+        else:
+            headers = Headers()
+        version = b"1.0" if match["minor"] == b"0" else b"1.1"
+        return _frame(match["method"], match["target"], version, headers, limits)
 
     def _parse(self, request_line: bytes, fields: bytes) -> Request:
         limits = self.limits
@@ -239,7 +281,10 @@ def _frame(
     framing: dict[bytes, list[bytes]] = {}
     for name, value in headers:
         if name in _FRAMING_FIELDS:
-            framing.setdefault(name, []).append(value)
+            if name in framing:
+                framing[name].append(value)
+            else:
+                framing[name] = [value]
     hosts = framing.get(b"host", [])
     # RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request that lacks a Host
     # field, and to any request with more than one.
@@ -301,30 +346,29 @@ def _frame(
         )
 
     # §9.3: persistence. "close" wins in either version; 1.0 persists only when asked.
-    connection = {c.lower() for c in _comma_list(framing.get(b"connection", []))}
-    if b"close" in connection:
-        keep_alive = False
+    connection_values = framing.get(b"connection")
+    if connection_values is None:  # the usual case: the version decides
+        keep_alive = version == b"1.1"
     else:
-        keep_alive = version == b"1.1" or b"keep-alive" in connection
+        connection = {c.lower() for c in _comma_list(connection_values)}
+        if b"close" in connection:
+            keep_alive = False
+        else:
+            keep_alive = version == b"1.1" or b"keep-alive" in connection
 
     # RFC 9110 §10.1.1: 100-continue is the only expectation defined; a server MAY answer
     # 417 to others, and MUST ignore 100-continue from an HTTP/1.0 client.
     expects_continue = False
-    expect = _comma_list(framing.get(b"expect", []))
+    expect = _comma_list(framing[b"expect"]) if b"expect" in framing else []
     if expect and version == b"1.1":
         if [e.lower() for e in expect] != [b"100-continue"]:
             raise RemoteProtocolError(f"unsupported expectation {_show(b', '.join(expect))}", 417)
         expects_continue = True
 
+    # Positional: a frozen dataclass sets each field through object.__setattr__, and
+    # keywords would add a dict on top, once per request.
     return Request(
-        method=method,
-        target=target,
-        http_version=version,
-        headers=headers,
-        content_length=content_length,
-        chunked=chunked,
-        keep_alive=keep_alive,
-        expects_continue=expects_continue,
+        method, target, version, headers, content_length, chunked, keep_alive, expects_continue
     )
 
 
