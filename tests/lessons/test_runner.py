@@ -267,6 +267,67 @@ def _lesson_4_shows_what_it_teaches(out: str) -> None:
     assert re.search(r"background request to loop finished after [\d.]+ s: .*\(200 OK\)", out)
 
 
+LESSON_5_SHOWS = (
+    "select()",  # the readiness calls, timed
+    "epoll_wait()",
+    "idle: a process",  # the cost table: one row per unit of each model
+    "+ request: a script",
+    "+ req: FCGI conn.",
+    "pool thread (start)",
+    "+ req: busy thread",
+    "+ request: a task",
+    "cgi: 10 requests of 3000 ms answered 200 in",  # held at once, waited together
+    "asgi: 200 requests of 3000 ms answered 200 in",
+    "make showdown ARGS='--eras wsgi,asgi --levels 5,20",  # the command it stands for
+    "written to results/lesson-5-showdown/:",  # the charts, by path
+    "results/lesson-5-showdown/overview.png",
+    "results/lesson-5-showdown/throughput-sleep.png",
+    "results/lesson-5-showdown/p99-sleep.png",
+    "results/lesson-5-showdown/memory-sleep.png",
+    "requests inside at once",  # Little's law
+    "400 connections to one port; each socket accepted [",  # SO_REUSEPORT
+    "stopped cgi: exit status 0",
+    "stopped fastcgi: exit status 0",
+    "stopped pool: exit status 0",
+    "stopped pool1: exit status 0",
+    "stopped loop: exit status 0",
+)
+_PER_REQUEST = r"^{era}\s+([\d,.]+) KiB each \(PSS\)"
+_SHOWDOWN_ROW = r"^\s+{era}\s+{users}\s+ok\s+([\d,]+)\s"
+
+
+def _number(pattern: str, out: str) -> float:
+    match = re.search(pattern, out, re.MULTILINE)
+    assert match is not None, pattern
+    return float(match.group(1).replace(",", ""))
+
+
+def _lesson_5_shows_what_it_teaches(out: str) -> None:
+    missing = [needle for needle in LESSON_5_SHOWS if needle not in out]
+    assert not missing, missing
+    # poll() looks at every descriptor, epoll_wait() at the ready one: at 10,000 (when the
+    # descriptor limit allows that row) select() refuses and poll() is far slower.
+    row = re.search(r"^\s+10,000\s+refused \(fd ≥ 1024\)\s+([\d,.]+)\s+([\d,.]+)", out, re.M)
+    if row is not None:
+        assert float(row.group(1).replace(",", "")) > 5 * float(row.group(2).replace(",", ""))
+    # CGI: a process per idle connection, and one more (the script) per request.
+    assert re.search(r"idle: a process\s+10\s+\+10\s", out)
+    script = re.search(r"\+ request: a script\s+(\d+)\s+\+(\d+)\s", out)
+    assert script and script.group(1) == script.group(2) != "0"
+    # The price of one waiting request, all in: a process costs megabytes, the others KiB,
+    # and a task less than a thread.
+    cost = {e: _number(_PER_REQUEST.format(era=e), out) for e in ("cgi", "fastcgi", "wsgi", "asgi")}
+    assert cost["cgi"] > 1024 > max(cost["fastcgi"], cost["wsgi"])
+    assert cost["asgi"] < cost["wsgi"]
+    # The small showdown: 8 threads, each held 100 ms a request, cannot answer more than
+    # 80 a second; one event loop with 20 users answers more than that.
+    wsgi = _number(_SHOWDOWN_ROW.format(era="wsgi", users=20), out)
+    asgi = _number(_SHOWDOWN_ROW.format(era="asgi", users=20), out)
+    assert wsgi <= 88 and asgi > wsgi, (wsgi, asgi)
+    # Little's law, once per run (the step's own code says the words once more).
+    assert len(re.findall(r"\d+ users: +[\d,]+/s x +\d+ ms = +[\d.]+ requests inside", out)) == 4
+
+
 # What each written lesson must show when it runs straight through. A new lesson adds its
 # checks here: the test below fails for a written lesson that has none.
 LESSON_CHECKS = {
@@ -275,6 +336,7 @@ LESSON_CHECKS = {
     2: _lesson_2_shows_what_it_teaches,
     3: _lesson_3_shows_what_it_teaches,
     4: _lesson_4_shows_what_it_teaches,
+    5: _lesson_5_shows_what_it_teaches,
 }
 
 
