@@ -10,10 +10,12 @@ C10k demo and ``make demo`` all put these numbers beside locust's.
 
 How it works
 ------------
-Every gatewaylab server runs in its own process group (``servers.launch``), so "the
-server" is exactly the set of processes whose process group id is its leader's pid: a
-CGI server's connection children and their scripts, the FastCGI gateway and the
-application server it started. A background thread wakes every ``interval`` seconds
+Every gatewaylab server runs in its own process group (``servers.launch``), and every
+process it starts is a descendant of that group's leader: a CGI server's connection
+children and their scripts, the FastCGI gateway and the application server it started.
+So "the server" is the leader and everything below it. (Not the process group alone: the
+CGI server puts each script in a group of its own, so that a timeout can kill the
+script's whole group and nothing else.) A background thread wakes every ``interval`` seconds
 (0.1 s: ten samples a second), finds those processes, and reads for each (proc(5))::
 
     /proc/PID/stat     state, pgrp, utime, stime, cutime, cstime, num_threads, rss
@@ -143,20 +145,22 @@ _HAVE_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 def read_group(pgid: int) -> tuple[int, int, int, int, float]:
     """(processes, threads, fds, rss KiB, cumulative CPU seconds) of process group ``pgid``.
 
-    The group's members are found below its leader (every gatewaylab server's processes
-    are its descendants) when the kernel lists children, else by listing all of /proc;
-    either way a process counts only if its pgrp is ``pgid``. Field indexes below are
-    proc(5)'s field numbers minus 3 (we start at the state)."""
+    The server is its leader and every process below it (CGI scripts run in groups of
+    their own), found from the kernel's lists of children. Where the kernel keeps no such
+    list, or the leader is gone, we list all of /proc and take the processes whose pgrp is
+    ``pgid``, which misses such scripts. Field indexes below are proc(5)'s field numbers
+    minus 3 (we start at the state)."""
     processes = threads = fds = rss_pages = 0
     ticks = 0
+    below_leader = _HAVE_CHILDREN and os.path.exists(f"/proc/{pgid}")
     candidates = (
         _descendants(str(pgid))
-        if _HAVE_CHILDREN and os.path.exists(f"/proc/{pgid}")
+        if below_leader
         else (pid for pid in os.listdir("/proc") if pid.isdigit())
     )
     for pid in candidates:
         fields = _stat_fields(pid)
-        if fields is None or int(fields[2]) != pgid:  # (5) pgrp
+        if fields is None or (not below_leader and int(fields[2]) != pgid):  # (5) pgrp
             continue
         # (14) utime, (15) stime, (16) cutime, (17) cstime: see "CPU is counted" above.
         ticks += sum(int(x) for x in fields[11:15])

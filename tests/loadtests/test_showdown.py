@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,3 +118,24 @@ def test_sampler_counts_threads_descriptors_and_cpu_of_the_group() -> None:
     # CPU is cumulative and never goes backwards between samples.
     cpu = [s.cpu_seconds for s in sampler.samples]
     assert cpu == sorted(cpu)
+
+
+def test_sampler_counts_cgi_scripts_that_run_in_groups_of_their_own() -> None:
+    # The CGI server gives each script a process group of its own (so that a timeout kills
+    # the script's group and nothing else); the sampler must still count it as the server's.
+    answer: list[int] = []
+    with ServerProcess(our_server_argv("cgi"), name="cgi") as server:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        waiting = threading.Thread(
+            target=lambda: answer.append(client.get("/sleep?ms=3000").status_code)
+        )
+        waiting.start()
+        deadline = time.monotonic() + 10
+        counted = 0
+        while time.monotonic() < deadline and counted < 3:
+            counted = read_group(server.pid)[0]
+            time.sleep(0.05)
+        waiting.join()
+        client.close()
+    assert answer == [200]
+    assert counted >= 3  # the listener, the connection child and the script
