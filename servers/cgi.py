@@ -186,11 +186,11 @@ class ForkingServer:
         self.stopping = True  # rule 3: a flag, nothing else
 
     def serve_forever(self) -> int:
-        wake_r, _ = _wakeup_pipe()
+        wake_r, _ = self.wake = _wakeup_pipe()
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # only to wake the loop
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        selector = selectors.DefaultSelector()
+        selector = self.selector = selectors.DefaultSelector()
         selector.register(self.listener, selectors.EVENT_READ, "accept")
         selector.register(wake_r, selectors.EVENT_READ, "signal")
         host, port = self.listener.getsockname()[:2]
@@ -227,9 +227,12 @@ class ForkingServer:
         if pid == 0:  # -- the connection child (rule 1: it ends in os._exit, always) --
             status = 1
             try:
-                self.listener.close()  # rule 4: the child never holds the listener
-                for other in self.lingering:
+                self.listener.close()  # rule 4: the child never holds the listener,
+                for other in self.lingering:  # nor the other clients' sockets,
                     other.close()
+                self.selector.close()  # nor the parent's epoll and wakeup pipe
+                for fd in self.wake:
+                    os.close(fd)
                 ConnectionChild(self.config, sock, peer, cid, self.tracer).run()
                 status = 0
             except BaseException as error:

@@ -151,3 +151,35 @@ def test_sigterm_closes_idle_connections_and_exits_0(root: Path, start_server: S
         assert server.proc.wait(timeout=10) == 0
         assert read_to_eof(idle) == b""
     assert server.group_pids() == []
+
+
+def _open_files(pid: int) -> set[str]:
+    """What each descriptor of ``pid`` above stdio refers to: "socket:[inode]",
+    "pipe:[inode]", "anon_inode:[eventpoll]", a path..."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if int(fd.name) <= 2:  # stdin, stdout and stderr are shared on purpose: the log
+            continue
+        try:
+            found.add(str(fd.readlink()))
+        except OSError:
+            continue
+    return found
+
+
+def test_connection_child_holds_none_of_the_listening_process_descriptors(
+    root: Path, start_server: ServerPool
+) -> None:
+    # Rule 4 inside the server: the child serves one client. The listener, the parent's
+    # epoll instance and its wakeup pipe are the parent's business; a child holding them
+    # keeps them alive after the parent closes them, and is woken by signals not its own.
+    server = start_cgi(start_server, root)
+    parent = _open_files(server.pid)
+    with connect(server) as sock:
+        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: test\r\n\r\n")  # keep-alive
+        assert b"ok\n" in sock.recv(4096)  # the child is up, and idle on keep-alive
+        (child,) = [p[0] for p in processes() if p[2] == server.pid]
+        held = _open_files(child)
+    shared = held & parent
+    assert shared == set(), f"the connection child holds the parent's {shared}"
+    assert not any("eventpoll" in name for name in held)

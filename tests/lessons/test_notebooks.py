@@ -114,6 +114,7 @@ def test_servers_stop_when_the_kernel_ends(tmp_path: Path) -> None:
 
 def test_guardian_stops_servers_of_a_killed_kernel() -> None:
     """A kernel killed with SIGKILL runs no Python at all; the guardian must notice."""
+    mark = f"guardian-test-{os.getpid()}-{time.monotonic_ns()}"
     code = (
         "import os, signal\n"
         "from lessons.notebook import start\n"
@@ -126,7 +127,10 @@ def test_guardian_stops_servers_of_a_killed_kernel() -> None:
         capture_output=True,
         text=True,
         cwd=REPO,
-        env=child_env(),
+        # A mark in the environment, which the guardian inherits from the kernel: other
+        # tests running at the same time have guardians of their own, and only this
+        # kernel's guardian must be gone.
+        env={**child_env(), "GATEWAYLAB_TEST_MARK": mark},
         timeout=60,
     )
     assert result.returncode == -signal.SIGKILL
@@ -134,22 +138,26 @@ def test_guardian_stops_servers_of_a_killed_kernel() -> None:
     assert_groups_gone([pid], grace=10)
     # The guardian itself is gone too: it exits once the groups are stopped.
     deadline = time.monotonic() + 10
-    while _guardians() and time.monotonic() < deadline:
+    while _guardians(mark) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _guardians()
+    assert not _guardians(mark)
 
 
-def _guardians() -> list[int]:
+def _guardians(mark: str) -> list[int]:
+    """Live guardian processes whose environment carries ``mark``."""
+    needle = f"GATEWAYLAB_TEST_MARK={mark}".encode()
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 cmdline = Path(entry.path, "cmdline").read_bytes()
                 stat = Path(entry.path, "stat").read_text()
+                environ = Path(entry.path, "environ").read_bytes()
             except OSError:
                 continue
             zombie = stat[stat.rindex(")") + 2] == "Z"
-            if b"lessons.guardian" in cmdline and not zombie:
+            mine = needle in environ.split(b"\0")
+            if b"lessons.guardian" in cmdline and mine and not zombie:
                 found.append(int(entry.name))
     return found
 
