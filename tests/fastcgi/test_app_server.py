@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -74,15 +74,31 @@ def test_get_values_reports_the_limits_it_enforces(start_server: ServerPool) -> 
         assert values == GetValuesResult(
             ((FCGI_MAX_CONNS, b"2"), (FCGI_MAX_REQS, b"2"), (FCGI_MPXS_CONNS, b"1"))
         )
-        # FCGI_MAX_REQS=2 is true: two requests run, a third is OVERLOADED (§5.5).
-        first.send(request_records(1, family_params("/sleep", query="ms=600")))
-        first.send(request_records(2, family_params("/sleep", query="ms=600")))
-        time.sleep(0.2)  # both admitted before the third arrives (a lower bound only)
+        # FCGI_MAX_REQS=2 is true: two requests run, a third is OVERLOADED (§5.5). Each of
+        # the two streams its first line at once and its second 1.5 s later: once both
+        # first lines are here, both requests are running, however busy the machine.
+        stream = family_params("/stream", query="chunks=2&delay_ms=1500")
+        first.send(request_records(1, stream))
+        first.send(request_records(2, stream))
+        stdout = {1: b"", 2: b""}
+        ended: set[int] = set()
+
+        def read_first_until(done: Callable[[], bool]) -> None:
+            while not done():
+                record = first.read_record()
+                assert record is not None, "the application closed the connection"
+                if isinstance(record, Stdout):
+                    stdout[record.request_id] += record.data
+                elif isinstance(record, EndRequest):
+                    ended.add(record.request_id)
+
+        read_first_until(lambda: b"chunk 1" in stdout[1] and b"chunk 1" in stdout[2])
+        assert not ended
         second.send(request_records(1, family_params("/hello")))
         assert second.answer(1).end == EndRequest(1, 0, ProtocolStatus.OVERLOADED)
+        read_first_until(lambda: ended == {1, 2})
         for request_id in (1, 2):
-            answer = first.answer(request_id)
-            assert answer.stdout.endswith(b"slept 600 ms\n")
+            assert stdout[request_id].endswith(b"chunk 1 of 2\nchunk 2 of 2\n")
         # FCGI_MAX_CONNS=2 is true: with two connections open, a third is refused too.
         with Client(server.address) as third:
             third.send(request_records(1, family_params("/hello")))
