@@ -55,8 +55,10 @@ __all__ = [
     "CostTable",
     "Footprint",
     "StackMapping",
+    "answers",
     "footprint",
     "hold",
+    "room_for",
     "stack_summary",
     "thread_cost",
     "thread_limits",
@@ -205,22 +207,24 @@ def thread_limits() -> dict[str, str]:
 
 
 # -- holding connections -------------------------------------------------------------------------
-def _room_for(count: int) -> None:
-    """Each socket is a descriptor: lift our soft limit towards the hard one if needed."""
+def room_for(count: int, spare: int = 64) -> None:
+    """Each socket is a descriptor: lift our soft limit towards the hard one if ``count``
+    more (and ``spare`` for what the lesson already has open) would not fit under it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = count + 64  # and what the lesson already has open
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        if hard != resource.RLIM_INFINITY and hard < needed:
-            raise RuntimeError(
-                f"{count} connections need {needed} file descriptors and this shell allows "
-                f"{hard} (ulimit -Hn); ask for fewer"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    needed = count + spare
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise RuntimeError(
+            f"{count:,} connections need {needed:,} file descriptors and this shell allows "
+            f"{hard:,} (ulimit -Hn): ask for fewer"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 @contextmanager
 def _connections(server: LabServer, count: int) -> Iterator[list[socket.socket]]:
-    _room_for(count)
+    room_for(count)
     with ExitStack() as stack:
         socks = []
         for i in range(count):
@@ -281,7 +285,7 @@ def hold(server: LabServer, count: int = 500, ms: int = 1500) -> list[Cost]:
         for sock in socks:
             sock.sendall(sleep)
         waiting = _settled(pid, limit=ms / 1000 * 0.6)
-        statuses = _answers(socks, timeout=ms / 1000 + 30)
+        statuses = answers(socks, timeout=ms / 1000 + 30)
         seconds = time.monotonic() - started
     answered = statuses.count(200)
     if answered != count:
@@ -311,29 +315,29 @@ def hold(server: LabServer, count: int = 500, ms: int = 1500) -> list[Cost]:
     ]
 
 
-def _answers(socks: list[socket.socket], timeout: float) -> list[int]:
+def answers(socks: list[socket.socket], timeout: float) -> list[int]:
     """The status of the one response expected on each socket, read as they come."""
     pending = {sock.fileno(): sock for sock in socks}
-    buffers: dict[int, bytes] = dict.fromkeys(pending, b"")
+    heads: dict[int, bytes] = dict.fromkeys(pending, b"")
     statuses: dict[int, int] = {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        # select() is limited to descriptors below 1024; poll() is not.
-        poller = select.poll()
+    poller = select.epoll()
+    with poller:
         for fd in pending:
-            poller.register(fd, select.POLLIN)
-        for fd, _ in poller.poll(100):
-            sock = pending[fd]
-            try:
-                chunk = sock.recv(65536)
-            except OSError:
-                chunk = b""
-            buffers[fd] += chunk
-            head, sep, _ = buffers[fd].partition(b"\r\n\r\n")
-            if not chunk or sep:
-                parts = head.split(b" ", 2)
-                statuses[fd] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-                del pending[fd]
+            poller.register(fd, select.EPOLLIN)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for fd, _ in poller.poll(0.1):
+                try:
+                    chunk = pending[fd].recv(65536)
+                except OSError:
+                    chunk = b""
+                heads[fd] += chunk
+                head, sep, _ = heads[fd].partition(b"\r\n\r\n")
+                if not chunk or sep:
+                    parts = head.split(b" ", 2)
+                    statuses[fd] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+                    poller.unregister(fd)
+                    del pending[fd]
     return [statuses.get(sock.fileno(), 0) for sock in socks]
 
 

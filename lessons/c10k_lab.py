@@ -5,11 +5,12 @@ Lesson 4 measured a task against a thread, on one process each (``lessons.asgi_l
 Lesson 5 puts the four eras side by side, and two of them are more than one process: a
 CGI server forks a child per connection and that child execs a script per request; the
 FastCGI gateway starts an application server. So "the server" here is its whole
-**process tree**, the process we started and every descendant, read from /proc. Not its
-process group, which is what ``loadtests.procstats`` samples: a CGI script runs in a
-process group of its own (so that a timeout can kill it and whatever it started), so it is
-in the server's tree but not in its group. For each member: threads, open descriptors,
-resident memory (RSS), and one number that is too slow to sample ten times a second:
+**process tree**, the process we started and every descendant, read from /proc (as
+``loadtests.procstats`` samples it for the showdown). Not its process group: a CGI script
+runs in a process group of its own (so that a timeout can kill it and whatever it
+started), so it is in the server's tree but not in its group. For each member: threads,
+open descriptors, resident memory (RSS), and one number that is too slow to sample ten
+times a second:
 
 * **PSS**, the *proportional* set size, from ``/proc/PID/smaps_rollup``: each page counted
   once, split between the processes that share it. A forked CGI child shares most of its
@@ -69,6 +70,7 @@ from loadtests.showdown import Showdown, write_results
 from servers.launch import REPO_ROOT
 
 from . import procview
+from .asgi_lab import answers, room_for
 from .lab import LabServer
 
 __all__ = [
@@ -165,7 +167,7 @@ def _counts(pid: int) -> tuple[int, int, int, int]:
 def tree_footprint(pid: int) -> Footprint:
     """Processes, threads, descriptors, RSS and PSS of ``pid`` and all its descendants.
 
-    The tree, not the process group (``loadtests.procstats.read_group``): a CGI server puts
+    The tree, not the process group (as ``loadtests.procstats.read_group``): a CGI server puts
     each script in a process group of its own, so that a timeout can kill the script and
     whatever it started, so a script is in the server's tree but not in its group."""
     processes, threads, fds, rss_kib = _counts(pid)
@@ -263,20 +265,6 @@ def _era_of(server: LabServer) -> str:
     return server.name
 
 
-def _room_for(descriptors: int) -> None:
-    """Lift our soft descriptor limit if ``descriptors`` more would not fit under it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = descriptors + 256
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise RuntimeError(
-            f"{descriptors:,} descriptors are needed and this shell allows {hard:,} "
-            "(ulimit -Hn): ask for fewer"
-        )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
 def _wanted_when_idle(era: str, rest: Footprint, count: int) -> Callable[[int, int], bool]:
     """What must be true once ``count`` connections are open: a process each, for CGI."""
     if era == "cgi":
@@ -298,7 +286,7 @@ def hold(plan: Sequence[tuple[LabServer, int]], ms: int = 3000) -> list[ModelCos
     """Hold N idle connections, then N waiting requests, against each server of ``plan``
     (``(server, N)`` pairs), all at once; two :class:`ModelCost` per server, in order.
     See the module docstring for the steps and why."""
-    _room_for(sum(count for _, count in plan))
+    room_for(sum(count for _, count in plan), spare=256)
     sleep = f"GET /sleep?ms={ms} HTTP/1.1\r\nHost: lesson-5\r\nConnection: close\r\n\r\n"
     with ExitStack() as stack:
         rest = [_settled(server.pid, quiet=0.2) for server, _ in plan]
@@ -339,7 +327,7 @@ def hold(plan: Sequence[tuple[LabServer, int]], ms: int = 3000) -> list[ModelCos
                 _wanted_when_waiting(_era_of(server), idle[i], count),
                 limit=max(0.1, deadline + extra - time.monotonic()),
             )
-        statuses = _answers([s for socks in opened for s in socks], timeout=ms / 1000 + 30)
+        statuses = answers([s for socks in opened for s in socks], timeout=ms / 1000 + 30)
         seconds = time.monotonic() - started
     costs = []
     offset = 0
@@ -373,32 +361,6 @@ def hold(plan: Sequence[tuple[LabServer, int]], ms: int = 3000) -> list[ModelCos
         costs.append(ModelCost(era, IDLE.get(era, "idle connection"), count, base, held))
         costs.append(ModelCost(era, WAITING.get(era, "+ its request"), units, held, busy, note))
     return costs
-
-
-def _answers(socks: list[socket.socket], timeout: float) -> list[int]:
-    """The status of the one response expected on each socket, read as they come."""
-    pending = {sock.fileno(): sock for sock in socks}
-    heads: dict[int, bytes] = dict.fromkeys(pending, b"")
-    statuses: dict[int, int] = {}
-    poller = select.epoll()
-    with poller:
-        for fd in pending:
-            poller.register(fd, select.EPOLLIN)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for fd, _ in poller.poll(0.1):
-                try:
-                    chunk = pending[fd].recv(65536)
-                except OSError:
-                    chunk = b""
-                heads[fd] += chunk
-                head, sep, _ = heads[fd].partition(b"\r\n\r\n")
-                if not chunk or sep:
-                    parts = head.split(b" ", 2)
-                    statuses[fd] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-                    poller.unregister(fd)
-                    del pending[fd]
-    return [statuses.get(sock.fileno(), 0) for sock in socks]
 
 
 def pool_thread_cost(small: LabServer, big: LabServer) -> ModelCost:
@@ -474,7 +436,7 @@ class ReadinessRow:
 def _watched(count: int) -> Iterator[tuple[list[int], socket.socket]]:
     """``count`` descriptors to watch: ``count - 1`` of an idle socket (dup()s of one end of
     a socket pair, which nobody writes to) and, last, one end with a byte waiting."""
-    _room_for(count + 4)
+    room_for(count + 4, spare=256)
     idle_a, idle_b = socket.socketpair()
     ready_a, ready_b = socket.socketpair()
     fds: list[int] = []
@@ -713,7 +675,7 @@ def reuseport_demo(listeners: int = 4, connections: int = 400) -> ReuseportResul
     """
     if not hasattr(socket, "SO_REUSEPORT"):
         raise RuntimeError("this system has no SO_REUSEPORT")
-    _room_for(2 * connections + listeners)
+    room_for(2 * connections + listeners, spare=256)
     result = ReuseportResult(listeners, connections)
     with ExitStack() as stack:
         socks = []
