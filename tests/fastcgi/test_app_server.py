@@ -66,9 +66,26 @@ def hello(client: Client, request_id: int = 1) -> None:
 
 
 # -- management records ---------------------------------------------------------------------
+def served_client(server: ServerProcess, within: float = 10.0) -> Client:
+    """A connection on which a /hello is served (not refused as over FCGI_MAX_CONNS)."""
+    deadline = time.monotonic() + within
+    while True:
+        client = Client(server.address)
+        client.send(request_records(1, family_params("/hello")))
+        if client.answer(1).end == EndRequest(1, 0, ProtocolStatus.REQUEST_COMPLETE):
+            return client
+        client.close()
+        assert time.monotonic() < deadline, "no connection was served"
+        time.sleep(0.05)
+
+
 def test_get_values_reports_the_limits_it_enforces(start_server: ServerPool) -> None:
     server = app_server(start_server, "--max-conns", "2", "--max-reqs", "2", "--threads", "2")
-    with Client(server.address) as first, Client(server.address) as second:
+    # The launcher's readiness probe was a connection too, and the server may not have
+    # seen it close yet: a connection opened meanwhile is over the cap and refuses. So each
+    # client proves it is served (a /hello answered) before the limits are tested.
+    first, second = served_client(server), served_client(server)
+    with first, second:
         first.send(encode(GetValues((FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, b"NOPE"))))
         values = first.read_record()
         assert values == GetValuesResult(
