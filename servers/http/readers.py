@@ -105,14 +105,8 @@ def _split_field_lines(lines: list[bytes], limits: Limits) -> Headers:
     most of the core's parsing time for a small request."""
     if len(lines) > limits.max_header_count or max(map(len, lines)) > limits.max_field_size:
         return parse_field_lines(lines, limits)  # raises the 431 with its message
-    return Headers([_split_field(line) for line in lines])
-
-
-def _split_field(line: bytes) -> Header:
-    """``Name: value`` from a line known to match the field-line grammar: the name
-    lower-cased (RFC 9110 §5.1), the value without its optional whitespace (RFC 9112 §5.1)."""
-    name, _, value = line.partition(b":")
-    return name.lower(), value.strip(OWS)
+    split = (line.partition(b":") for line in lines)
+    return Headers([(name.lower(), value.strip(OWS)) for name, _, value in split])
 
 
 def _show(raw: bytes, limit: int = 40) -> str:
@@ -194,8 +188,10 @@ class HeadReader:
             raise RemoteProtocolError("connection closed in the middle of a request head")
 
     def _parse_fast(self, match: re.Match[bytes], size: int) -> Request | None:
-        """A head that matched ``head_re``: the limits, then the fields. None: a limit is
-        exceeded (or the method is CONNECT), and the careful path says which."""
+        """A head that matched ``head_re``: the limits, then the fields. None: the request
+        line or the header section is over its limit (or the method is CONNECT), and the
+        careful path says which. The fields are then exactly what _parse() hands to
+        _split_field_lines(), which enforces the per-field limits the same way."""
         limits = self.limits
         fields_at = match.start("fields")
         if (
@@ -204,14 +200,8 @@ class HeadReader:
             or match["method"] == b"CONNECT"
         ):
             return None
-        lines = match["fields"].split(CRLF)
-        lines.pop()  # the empty string after the last CRLF
-        if lines:
-            if len(lines) > limits.max_header_count or max(map(len, lines)) > limits.max_field_size:
-                return None
-            headers = Headers([_split_field(line) for line in lines])
-        else:
-            headers = Headers()
+        fields = match["fields"]  # every line ends with CRLF: drop the last one, then split
+        headers = _split_field_lines(fields[:-2].split(CRLF), limits) if fields else Headers()
         version = b"1.0" if match["minor"] == b"0" else b"1.1"
         return _frame(match["method"], match["target"], version, headers, limits)
 
