@@ -42,6 +42,7 @@ __all__ = [
     "free_port",
     "our_server_argv",
     "pids_in_groups",
+    "pids_in_sessions",
     "signals_deferred",
     "wait_for_port",
 ]
@@ -312,7 +313,17 @@ def pids_in_groups(*pgids: int) -> list[int]:
     The one way the project (and its tests) asks "is anything of this server left?": a
     server's helpers, scripts and nginx workers share its group, so the group is the unit.
     """
-    wanted = set(pgids)
+    return _live_pids(2, pgids)  # proc(5) field 5, pgrp
+
+
+def pids_in_sessions(*sids: int) -> list[int]:
+    """Live processes (zombies aside) in one of the sessions ``sids``: what a command
+    started with start_new_session left behind, even in process groups of their own."""
+    return _live_pids(3, sids)  # proc(5) field 6, session
+
+
+def _live_pids(index: int, wanted_ids: tuple[int, ...]) -> list[int]:
+    wanted = set(wanted_ids)
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -320,8 +331,8 @@ def pids_in_groups(*pgids: int) -> list[int]:
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(entry.path, "stat").read_text()
             # Fields after the command name, which may itself hold spaces and parentheses:
-            # proc(5) numbers them state, ppid, pgrp, ...
+            # proc(5) numbers them state, ppid, pgrp, session, ...
             fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) in wanted and fields[0] != "Z":
+            if int(fields[index]) in wanted and fields[0] != "Z":
                 found.append(int(entry.name))
     return found

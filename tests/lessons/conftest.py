@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from servers.launch import pids_in_groups
+
 REPO = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 STARTED = re.compile(r"started (\S+): pid (\d+)")
@@ -54,17 +56,7 @@ def run_lessons(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[
 
 def group_alive(pgid: int) -> bool:
     """True if any process (zombies aside) is still in process group ``pgid``."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return bool(pids_in_groups(pgid))
 
 
 def assert_groups_gone(pgids: list[int], grace: float = 5.0) -> None:

@@ -22,23 +22,9 @@ import pytest
 
 from loadtests import classroom
 from loadtests.locust_run import locustfile, read_run
-from servers.launch import REPO_ROOT, free_port
+from servers.launch import REPO_ROOT, free_port, pids_in_sessions
 
 TARGET_RE = re.compile(r"against the wsgi era at (http://127\.0\.0\.1:\d+)/")
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Every live process of a session (locust runs in a process group of its own, but
-    stays in the session of the command that started it)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(entry.path, "stat").read_text()
-                fields = stat[stat.rindex(")") + 2 :].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    pids.append(int(entry.name))
-    return pids
 
 
 @contextlib.contextmanager
@@ -51,14 +37,14 @@ def _sessions() -> Iterator[list[subprocess.Popen[bytes]]]:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                for pid in [proc.pid, *_session_pids(proc.pid)]:
+                for pid in [proc.pid, *pids_in_sessions(proc.pid)]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 proc.wait()
         deadline = time.monotonic() + 5
-        while any(_session_pids(p.pid) for p in procs) and time.monotonic() < deadline:
+        while any(pids_in_sessions(p.pid) for p in procs) and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = {p.pid: _session_pids(p.pid) for p in procs if _session_pids(p.pid)}
+        left = {p.pid: pids_in_sessions(p.pid) for p in procs if pids_in_sessions(p.pid)}
         assert not left, f"processes left behind: {left}"
 
 
