@@ -215,12 +215,13 @@ class Exchange:
             self._watch()
 
     def _watch(self) -> None:
+        """Tell the loop what the application's socket waits for. The client's socket is
+        not touched here: every step runs under ClientConnection.guard, which updates the
+        client's interest once, at the step's end."""
         if self.upstream.connecting:
             self.upstream.watch(read=False, write=True)
         else:
             self.upstream.watch(read=not self.paused, write=bool(self.outgoing))
-        if not self.abandoned:
-            self.client.update_interest()
 
     # -- the records ---------------------------------------------------------------------
     def _send_upstream(self) -> None:

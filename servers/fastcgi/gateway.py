@@ -242,7 +242,9 @@ class ClientConnection:
     def guard(self, step: Callable[[], object]) -> None:
         """Run one step of this connection's work; what it raises decides what the client
         gets. Then send what the step produced, in one system call when the socket takes
-        it all (a small response: head and body in one write)."""
+        it all (a small response: head and body in one write), and tell the loop what the
+        client's socket waits for now (flush -> update_interest): once per step, however
+        many things the step changed."""
         try:
             step()
         except ProtocolError as error:  # the client broke HTTP/1.1: say why, then close
@@ -276,8 +278,7 @@ class ClientConnection:
             self.process()
         elif exchange.need_client:
             exchange.pump()  # the body piece the exchange was waiting for
-        else:
-            self.update_interest()  # pipelined bytes: read no more than a few of them
+        # else: pipelined bytes, kept in the core; guard() reads no more than a few of them
 
     def process(self) -> None:
         """Turn buffered bytes into the next step: start a request, spool a chunked body,
@@ -314,7 +315,6 @@ class ClientConnection:
                 return
             else:
                 break  # NEED_DATA (the loop reads on), or PAUSED
-        self.update_interest()
 
     def _continue(self) -> None:
         request = self.request
