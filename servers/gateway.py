@@ -184,6 +184,7 @@ class CgiResponse:
     reason: bytes
     headers: tuple[tuple[bytes, bytes], ...]
     local_redirect: bytes | None = None  # §6.2.2: a path the server must serve instead
+    has_length: bool = False  # the script said its Content-Length: the framing is fixed
 
 
 def find_head_end(buf: bytes | bytearray) -> tuple[int, int] | None:
@@ -220,6 +221,7 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
     """
     cgi_fields: dict[bytes, bytes] = {}  # Status, Location, Content-Type: at most once each
     headers: list[tuple[bytes, bytes]] = []
+    has_length = False
     for line in head.split(b"\n"):
         # Checked as strictly as a client's request, so that a script cannot split our
         # response (uvicorn CVE-2020-7695).
@@ -235,6 +237,7 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
             cgi_fields[lname] = value
         if lname == b"status" or lname in _CONNECTION_FIELDS:
             continue
+        has_length = has_length or lname == b"content-length"
         headers.append((name, value))
     status_line = cgi_fields.get(b"status")
     location = cgi_fields.get(b"location")
@@ -255,7 +258,7 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
         status, reason = 200, b""  # §6.3.3: no Status means 200 OK
     if location is None and not has_type:
         raise BadGateway("neither Content-Type nor Location (§6.2: one of them is required)")
-    return CgiResponse(status, reason, tuple(headers))
+    return CgiResponse(status, reason, tuple(headers), has_length=has_length)
 
 
 # ======================================================================================

@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn
 
-from ..gateway import BadGateway, find_head_end, parse_cgi_response
+from ..gateway import BadGateway, CgiResponse, find_head_end, parse_cgi_response
 from ..http import NEED_DATA, Data, EndOfMessage, LocalProtocolError, Response
 from ..trace import escape
 from .protocol import ConnectionEnded, ExchangeState
@@ -119,7 +119,10 @@ class Exchange:
         self.proto = upstream.proto
         self.body = body
         self.head = bytearray()
-        self.started = False  # response bytes went to the client
+        self.started = False  # the response's head is parsed; its bytes are (being) sent
+        # A response with its Content-Length, held until the end of the chunk it came in,
+        # in case END_REQUEST is in that chunk too (see _relay): its head and its body.
+        self.held: tuple[CgiResponse, bytes] | None = None
         self.redirect: bytes | None = None
         self.body_sent = False  # client body bytes went upstream: no replay possible
         self.outgoing = bytearray()
@@ -274,6 +277,8 @@ class Exchange:
                 if self.upstream.reused and not self.started and not self.head:
                     raise Retry("a kept connection was closed by the application server")
                 raise HttpError(502, "the application server closed before END_REQUEST")
+        if self.held is not None:
+            self._send_held()  # END_REQUEST is still to come: the response goes as it is
 
     def _ended(self, end: EndRequest) -> None:
         status = end.protocol_status
@@ -290,6 +295,21 @@ class Exchange:
         if not self.started:
             why = "ended inside its header section" if self.head else "produced no output"
             raise HttpError(502, f"the application {why}")
+        if self.held is not None:
+            # The whole response came in one read: head, body and end in one call of the
+            # core (send_response), as the ASGI server does for a whole response.
+            (reply, body), self.held = self.held, None
+            try:
+                whole = self.client.conn.send_response(
+                    reply.status, reply.headers, body, reply.reason
+                )
+            except LocalProtocolError as error:
+                # A head the core refuses: 502. A body that is not its Content-Length has
+                # put the core in ERROR: the client's connection is closed, as it is when
+                # the mismatch shows after the head left (see ClientConnection._failed).
+                raise HttpError(502, f"the application's response is not CGI: {error}") from None
+            self.client.send(whole)
+            return
         self.client.send(self.client.conn.send(EndOfMessage()))
 
     def _relay(self, data: bytes) -> None:
@@ -301,6 +321,8 @@ class Exchange:
         if self.redirect is not None or not data:
             return  # §6.2.2: a local redirect has no body; an empty record ends STDOUT
         if self.started:
+            if self.held is not None:
+                self._send_held()
             self.client.send(conn.send(Data(data)))
             return
         # The head usually comes whole in the first record: then it is read in place,
@@ -318,14 +340,34 @@ class Exchange:
             return
         try:
             reply = parse_cgi_response(whole[: end[0]])
-            if reply.local_redirect is not None:
-                self.redirect = reply.local_redirect
-                return
-            head = conn.send(Response(reply.status, reply.headers, reply.reason))
-        except (BadGateway, LocalProtocolError) as error:
+        except BadGateway as error:
             raise HttpError(502, f"the application's response is not CGI: {error}") from None
+        if reply.local_redirect is not None:
+            self.redirect = reply.local_redirect
+            return
         self.started = True
         rest = whole[end[1] :]
+        if reply.has_length:
+            # Its framing is decided (Content-Length) whether or not the rest comes in
+            # this read, so holding it to the read's end changes no byte on the wire; if
+            # END_REQUEST is in the same read, as for most small responses, the core
+            # builds the response in one call instead of three (Response, Data, End).
+            self.held = (reply, rest)
+            return
+        self._start_response(reply, rest)
+
+    def _send_held(self) -> None:
+        assert self.held is not None
+        (reply, rest), self.held = self.held, None
+        self._start_response(reply, rest)
+
+    def _start_response(self, reply: CgiResponse, rest: bytes) -> None:
+        """The head, and the body bytes that came with it, as the core's events."""
+        conn = self.client.conn
+        try:
+            head = conn.send(Response(reply.status, reply.headers, reply.reason))
+        except LocalProtocolError as error:  # e.g. a header the core refuses to send
+            raise HttpError(502, f"the application's response is not CGI: {error}") from None
         self.client.send(head + conn.send(Data(rest)) if rest else head)
 
     # -- a client that left --------------------------------------------------------------

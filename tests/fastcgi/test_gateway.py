@@ -135,7 +135,8 @@ def stdout(text: bytes) -> bytes:
     return encode(Stdout(1, text)) + encode(Stdout(1, b""))
 
 
-OK = stdout(b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n") + encode(EndRequest(1, 0))
+END = encode(EndRequest(1, 0))
+OK = stdout(b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n") + END
 
 
 @pytest.mark.parametrize(
@@ -150,6 +151,9 @@ OK = stdout(b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n") + encod
         (b"HTTP/1.1 200 OK\r\n\r\n", 502),  # not FastCGI at all
         (stdout(b"X-Only: headers, never a blank line") + encode(EndRequest(1, 0)), 502),
         (b"", 502),
+        # A whole response in one read goes to the core in one call (send_response),
+        # which refuses a head with two lengths as the three-call path did.
+        (stdout(b"Content-Type: a/b\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n") + END, 502),
     ],
     ids=[
         "overloaded",
@@ -161,6 +165,7 @@ OK = stdout(b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfake\n") + encod
         "http",
         "unfinished-head",
         "silence",
+        "two-lengths",
     ],
 )
 def test_protocol_answers_map_to_http_statuses(
