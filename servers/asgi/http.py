@@ -43,8 +43,11 @@ from urllib.parse import unquote
 
 from .. import websocket as rfc6455
 from ..http import (
+    MUST_CLOSE,
     NEED_DATA,
     PAUSED,
+    SEND_BODY,
+    SEND_RESPONSE,
     Data,
     EndOfMessage,
     Headers,
@@ -54,7 +57,6 @@ from ..http import (
     Request,
     Response,
     ServerConnection,
-    State,
 )
 from .connection import HIGH_WATER, Connection
 from .types import (
@@ -85,7 +87,10 @@ class HttpProtocol(Connection):
 
     def __init__(self, server: Server) -> None:
         super().__init__(server)
-        self.conn = ServerConnection(self.config.limits, server.software)
+        # ASGI "Response Start": the server ignores an app's Transfer-Encoding.
+        self.conn = ServerConnection(
+            self.config.limits, server.software, drop_transfer_encoding=True
+        )
         self.cycle: RequestCycle | None = None  # the request being answered
         self.head_started = False  # bytes of a next request head have arrived
 
@@ -137,7 +142,7 @@ class HttpProtocol(Connection):
                 self.deadline = self.loop.time() + self.config.request_timeout
             elif kind is EndOfMessage:
                 assert self.cycle is not None
-                if self.cycle.state is ResponseState.DONE:  # answered before the body ended
+                if self.cycle.state is DONE:  # answered before the body ended
                     self._next_cycle()
                     continue
                 self.cycle.body_done()
@@ -176,7 +181,7 @@ class HttpProtocol(Connection):
             return False
         cycle = RequestCycle(self, request, self._scope(request))
         self.cycle = cycle
-        if request.has_body:
+        if cycle.more_body:  # the request has a body (request.has_body, already asked)
             self.deadline = self.loop.time() + self.config.request_timeout
         cycle.task = self.loop.create_task(cycle.run())
         server.tasks.add(cycle.task)
@@ -217,9 +222,9 @@ class HttpProtocol(Connection):
     def response_complete(self) -> None:
         """The cycle's response is out: reset for the next request, or close (rule 10)."""
         conn = self.conn
-        if self.server.stopping or conn.our_state is State.MUST_CLOSE:
+        if self.server.stopping or conn.our_state is MUST_CLOSE:
             self.transport.close()  # after the buffered bytes are written
-        elif conn.their_state is State.DONE:
+        elif conn.can_reuse:  # the request is complete too
             self._next_cycle()
             if not self.closed and conn.buffered:
                 self._process()  # a pipelined request is already here
@@ -255,7 +260,7 @@ class HttpProtocol(Connection):
 
     # -- called by the server ------------------------------------------------------------------
     def expire(self, now: float) -> None:
-        if self.cycle is not None and self.conn.their_state is not State.SEND_BODY:
+        if self.cycle is not None and self.conn.their_state is not SEND_BODY:
             return  # the app's turn, and apps may take their time (/sleep?ms=60000)
         if self.reading_paused or now < self.deadline:
             return  # paused: we stopped reading, the client is not the slow one
@@ -267,7 +272,7 @@ class HttpProtocol(Connection):
             self.transport.close()
 
     def shutdown(self) -> None:
-        if self.cycle is None or self.cycle.state is ResponseState.DONE:
+        if self.cycle is None or self.cycle.state is DONE:
             self.transport.close()
         # else: the response under way says "Connection: close" and ends the connection.
 
@@ -287,14 +292,24 @@ class ResponseState(enum.Enum):
         return self.name
 
 
+# The members as module-level names for the code below, as the core does with its states
+# (servers/http/connection.py says why: on Python 3.11 ``ResponseState.DONE`` costs an
+# Enum __getattr__ lookup each time). DONE here is the *response's* DONE; the core's states
+# used in this module are SEND_RESPONSE, SEND_BODY and MUST_CLOSE.
+START = ResponseState.START
+BODY = ResponseState.BODY
+TRAILERS = ResponseState.TRAILERS
+DONE = ResponseState.DONE
+
+
 # (state, message type) -> the state after it, when the message ends its part ("more"
 # false). With more_body / more_trailers true the state stays. The body ends in TRAILERS
 # instead of DONE when start said trailers=True (the trailers extension).
 TRANSITIONS: dict[tuple[ResponseState, str], ResponseState] = {
-    (ResponseState.START, "http.response.start"): ResponseState.BODY,
-    (ResponseState.BODY, "http.response.body"): ResponseState.DONE,
-    (ResponseState.BODY, "http.response.pathsend"): ResponseState.DONE,
-    (ResponseState.TRAILERS, "http.response.trailers"): ResponseState.DONE,
+    (START, "http.response.start"): BODY,
+    (BODY, "http.response.body"): DONE,
+    (BODY, "http.response.pathsend"): DONE,
+    (TRAILERS, "http.response.trailers"): DONE,
 }
 _EXPECTED = {
     state: " or ".join(repr(kind) for (s, kind) in TRANSITIONS if s is state)
@@ -312,7 +327,7 @@ class RequestCycle:
         self.conn = protocol.conn
         self.request = request
         self.scope = scope
-        self.state = ResponseState.START
+        self.state = START
         # The request body, as the core de-chunked it, until the app receives it.
         self._chunks: list[bytes] = []
         self.held = 0
@@ -329,7 +344,7 @@ class RequestCycle:
 
     # -- events from the protocol --------------------------------------------------------------
     def body(self, data: bytes) -> None:
-        if self.state is ResponseState.DONE:
+        if self.state is DONE:
             return  # answered already: the rest of the body is read and dropped
         self._chunks.append(data)
         self.held += len(data)
@@ -366,9 +381,9 @@ class RequestCycle:
             result = await server.app(self.scope, receive, send)
             if result is not None:
                 raise ContractError(f"the app returned {type_name(result)}; expected None")
-            if self.state is ResponseState.START:
+            if self.state is START:
                 raise ContractError("the app returned without sending 'http.response.start'")
-            if self.state is not ResponseState.DONE:
+            if self.state is not DONE:
                 raise ContractError("the app returned before its response was complete")
         except asyncio.CancelledError:
             self._abort("cancelled (server stopping)")
@@ -390,26 +405,26 @@ class RequestCycle:
         traceback.print_exception(error, file=sys.stderr)
         if self.disconnected:
             return
-        if self.conn.our_state is State.SEND_RESPONSE:
+        if self.conn.our_state is SEND_RESPONSE:
             failure = LocalProtocolError("the application failed; see the server log")
             self.protocol.write(self.conn.error_response(failure))
         self._abort("after an application error")
 
     def _abort(self, why: str) -> None:
-        if self.state is not ResponseState.DONE and not self.protocol.closed:
-            self.state = ResponseState.DONE
+        if self.state is not DONE and not self.protocol.closed:
+            self.state = DONE
             self.protocol.tracer.note(self.protocol.cid, f"closing: {why}")
             self.protocol.transport.close()
 
     # -- receive -------------------------------------------------------------------------------
     async def receive(self) -> Message:
-        if self._delivered or self.state is ResponseState.DONE:
+        if self._delivered or self.state is DONE:
             # "Disconnect": after the body, receive() waits until the client leaves or the
             # response is complete, which is how an app listens for a disconnect.
-            while not self.disconnected and self.state is not ResponseState.DONE:
+            while not self.disconnected and self.state is not DONE:
                 await self._wait()
             return {"type": "http.disconnect"}
-        if self.conn.waiting_for_100_continue and self.state is ResponseState.START:
+        if self.conn.waiting_for_100_continue and self.state is START:
             # RFC 9110 §10.1.1: the client waits for 100 before sending its body; the first
             # receive() is when the app shows it wants the body (uvicorn does the same).
             self.protocol.write(self.conn.send(InformationalResponse(100)))
@@ -433,15 +448,19 @@ class RequestCycle:
         kind = message.get("type")
         state = self.state
         try:
-            if state is ResponseState.BODY and kind == "http.response.body":
-                await self._body(message)
-            elif state is ResponseState.START and kind == "http.response.start":
+            if state is BODY and kind == "http.response.body":
+                self._body(message)
+                # "Response Body": the data is in the send buffer before send() returns;
+                # past the transport's high water mark, wait for it to drain (flow control).
+                if self.protocol.write_paused:
+                    await self.protocol.drain()
+            elif state is START and kind == "http.response.start":
                 self._start(message)
-            elif state is ResponseState.BODY and kind == "http.response.pathsend":
+            elif state is BODY and kind == "http.response.pathsend":
                 await self._pathsend(message)
-            elif state is ResponseState.TRAILERS and kind == "http.response.trailers":
+            elif state is TRAILERS and kind == "http.response.trailers":
                 self._trailer_fields(message)
-            elif state is ResponseState.DONE:
+            elif state is DONE:
                 raise ContractError(f"got {kind!r} after the response was complete")
             else:
                 raise ContractError(f"expected {_EXPECTED[state]}, got {kind!r}")
@@ -456,23 +475,20 @@ class RequestCycle:
             raise ContractError(
                 f"http.response.start 'status': expected an int, got {type_name(status)}"
             )
+        # An app's Transfer-Encoding is dropped by the core (drop_transfer_encoding above).
         headers = checked_headers(message.get("headers", ()), "http.response.start 'headers'")
-        names = [name.lower() for name, _ in headers]
-        if b"transfer-encoding" in names:
-            # "Response Start": the server ignores Transfer-Encoding from the app and chooses
-            # the framing itself (the core would refuse it outright).
-            headers = [h for h in headers if h[0].lower() != b"transfer-encoding"]
-        length_given = b"content-length" in names
         # A HEAD answer without the app's Content-Length must not get one of 0 (send_response
         # would count the empty body): such a head goes the long way.
-        self._whole_allowed = length_given or self.request.method != b"HEAD"
+        self._whole_allowed = self.request.method != b"HEAD" or any(
+            name.lower() == b"content-length" for name, _ in headers
+        )
         if self.protocol.server.stopping:
             headers.append((b"connection", b"close"))  # the core then ends the connection
         if message.get("trailers", False) is True:
             self._trailers = [] if self._may_send_trailers(status, headers) else None
             self._announced = True
         self._status, self._headers = status, headers
-        self.state = ResponseState.BODY
+        self.state = BODY
 
     def _may_send_trailers(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         """Trailers extension: only to a client that said ``TE: trailers`` (RFC 9110 §10.1.4),
@@ -491,7 +507,9 @@ class RequestCycle:
         """The held http.response.start, through the core (which validates every header)."""
         return self.conn.send(Response(self._status, tuple(self._headers)))
 
-    async def _body(self, message: Message) -> None:
+    def _body(self, message: Message) -> None:
+        """Write one http.response.body. Not a coroutine: only send() may wait (to drain),
+        and a second coroutine per message would cost more than the writing itself."""
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, bytearray | memoryview):
@@ -505,7 +523,7 @@ class RequestCycle:
                 f"http.response.body 'more_body': expected a bool, got {type_name(more)}"
             )
         conn = self.conn
-        if conn.our_state is not State.SEND_RESPONSE:  # a later piece of the body
+        if conn.our_state is not SEND_RESPONSE:  # a later piece of the body
             out = conn.send(Data(body)) if body else b""
         elif more or self._announced or not self._whole_allowed:
             out = self._head() + (conn.send(Data(body)) if body else b"")
@@ -513,25 +531,23 @@ class RequestCycle:
             # The whole response in one message, the common case: head, body and end in
             # one call of the core, and Content-Length even if the app gave none.
             out = conn.send_response(self._status, self._headers, body)
-            self.state = ResponseState.DONE
-        if not more and self.state is ResponseState.BODY:
+            self.state = DONE
+        if not more and self.state is BODY:
             if self._announced:
-                self.state = ResponseState.TRAILERS
+                self.state = TRAILERS
             else:
                 out += conn.send(EndOfMessage())
-                self.state = ResponseState.DONE
+                self.state = DONE
         protocol = self.protocol
         if out:
             protocol.write(out)
-        if self.state is ResponseState.DONE:
+        if self.state is DONE:
             self._finish()
-        if protocol.write_paused:
-            await protocol.drain()
 
     def _finish(self) -> None:
         """The response is complete: forget any body the app did not read, wake a receive()
         waiting for http.disconnect, and let the connection move on."""
-        self.state = ResponseState.DONE
+        self.state = DONE
         self._chunks, self.held = [], 0
         self._wake()
         self.protocol.response_complete()

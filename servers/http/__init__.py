@@ -22,7 +22,19 @@ The package, in reading order:
 * ``connection`` the two-sided state machine that ties them together
 """
 
-from .connection import SERVER_SOFTWARE, ServerConnection, State
+from .connection import (
+    CLOSED,
+    DONE,
+    ERROR,
+    IDLE,
+    MUST_CLOSE,
+    SEND_BODY,
+    SEND_RESPONSE,
+    SERVER_SOFTWARE,
+    SWITCHED,
+    ServerConnection,
+    State,
+)
 from .events import (
     NEED_DATA,
     PAUSED,
@@ -43,9 +55,17 @@ from .events import (
 from .writers import http_date
 
 __all__ = [
+    "CLOSED",
+    "DONE",
+    "ERROR",
+    "IDLE",
+    "MUST_CLOSE",
     "NEED_DATA",
     "PAUSED",
+    "SEND_BODY",
+    "SEND_RESPONSE",
     "SERVER_SOFTWARE",
+    "SWITCHED",
     "ConnectionClosed",
     "Data",
     "EndOfMessage",

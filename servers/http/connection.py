@@ -65,10 +65,23 @@ from .writers import (
     head_bytes,
     http_date,
     parse_content_length,
+    status_line,
     validate_header,
 )
 
-__all__ = ["SERVER_SOFTWARE", "ServerConnection", "State"]
+__all__ = [
+    "CLOSED",
+    "DONE",
+    "ERROR",
+    "IDLE",
+    "MUST_CLOSE",
+    "SEND_BODY",
+    "SEND_RESPONSE",
+    "SERVER_SOFTWARE",
+    "SWITCHED",
+    "ServerConnection",
+    "State",
+]
 
 SERVER_SOFTWARE = b"gatewaylab/0.1"
 
@@ -91,20 +104,34 @@ class State(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The states again as module-level names, as h11 spells them (and as events.py does for
+# NEED_DATA), for the code below. On Python 3.11 every ``State.IDLE`` is answered through
+# EnumType.__getattr__'s slow path, about a thousand machine instructions against a few
+# dozen for a global, and a request looks at a state some twenty times.
+IDLE = State.IDLE
+SEND_RESPONSE = State.SEND_RESPONSE
+SEND_BODY = State.SEND_BODY
+DONE = State.DONE
+MUST_CLOSE = State.MUST_CLOSE
+CLOSED = State.CLOSED
+SWITCHED = State.SWITCHED
+ERROR = State.ERROR
+
+
 # The legal moves, as tables (h11 _state.py style). Key: (state, event class).
 CLIENT_TRANSITIONS: dict[tuple[State, type], State] = {
-    (State.IDLE, Request): State.SEND_BODY,
-    (State.IDLE, ConnectionClosed): State.CLOSED,
-    (State.SEND_BODY, Data): State.SEND_BODY,
-    (State.SEND_BODY, EndOfMessage): State.DONE,
-    (State.DONE, ConnectionClosed): State.CLOSED,
-    (State.MUST_CLOSE, ConnectionClosed): State.CLOSED,
+    (IDLE, Request): SEND_BODY,
+    (IDLE, ConnectionClosed): CLOSED,
+    (SEND_BODY, Data): SEND_BODY,
+    (SEND_BODY, EndOfMessage): DONE,
+    (DONE, ConnectionClosed): CLOSED,
+    (MUST_CLOSE, ConnectionClosed): CLOSED,
 }
 SERVER_TRANSITIONS: dict[tuple[State, type], State] = {
-    (State.SEND_RESPONSE, InformationalResponse): State.SEND_RESPONSE,
-    (State.SEND_RESPONSE, Response): State.SEND_BODY,
-    (State.SEND_BODY, Data): State.SEND_BODY,
-    (State.SEND_BODY, EndOfMessage): State.DONE,
+    (SEND_RESPONSE, InformationalResponse): SEND_RESPONSE,
+    (SEND_RESPONSE, Response): SEND_BODY,
+    (SEND_BODY, Data): SEND_BODY,
+    (SEND_BODY, EndOfMessage): DONE,
 }
 
 # Header pairs already validated (apps send the same few again and again): validity depends
@@ -130,9 +157,18 @@ class ServerConnection:
     """One client connection, seen from the server. Feed it bytes, get events; send events,
     get bytes. Not thread-safe: one thread or task owns a connection at a time."""
 
-    def __init__(self, limits: Limits | None = None, server: bytes = SERVER_SOFTWARE) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        server: bytes = SERVER_SOFTWARE,
+        *,
+        drop_transfer_encoding: bool = False,
+    ) -> None:
         self.limits = limits or Limits()
         self.server_software = server
+        # An app's Transfer-Encoding is refused (WSGI forbids hop-by-hop headers, PEP 3333),
+        # unless the interface says to ignore it, as ASGI does ("Response Start").
+        self.drop_transfer_encoding = drop_transfer_encoding
         self._buf = bytearray()
         self._eof = False
         self._head_reader = HeadReader(self.limits)
@@ -140,10 +176,12 @@ class ServerConnection:
 
     def _start_cycle(self) -> None:
         """Reset the per-request state: everything that a keep-alive reset forgets."""
-        self.their_state = State.IDLE
-        self.our_state = State.IDLE
+        self.their_state = IDLE
+        self.our_state = IDLE
         self.request: Request | None = None
-        self._reader: HeadReader | BodyReader = self._head_reader
+        # The body reader of this request, chosen from its head; the head reader is
+        # kept apart (self._head_reader) so that neither call needs a type check.
+        self._body_reader: BodyReader = _NO_BODY
         self._writer: BodyWriter | None = None
         self._keep_alive = True
         self.waiting_for_100_continue = False
@@ -162,64 +200,69 @@ class ServerConnection:
     def next_event(self) -> Event | Signal:
         """The next event from the client, or NEED_DATA, or PAUSED; may raise
         RemoteProtocolError, after which the client side is in ERROR."""
+        # One function, not a wrapper around another: it runs twice per request, and a
+        # try block costs nothing in Python 3.11 where a call costs a frame.
         try:
-            return self._next_event()
+            state = self.their_state
+            if state is IDLE:
+                if self.our_state is not IDLE:
+                    return PAUSED  # an error response is still going out
+                if not self._buf and self._eof:
+                    return self._client_event(ConnectionClosed())
+                request = self._head_reader(self._buf, self._eof)
+                if request is None:
+                    if self._eof and not self._buf:
+                        # The reader dropped a last empty line (RFC 9112 §2.2) and the
+                        # client has closed: there is no request coming, and NEED_DATA
+                        # after EOF would leave an event-driven era waiting for bytes
+                        # that never come.
+                        return self._client_event(ConnectionClosed())
+                    return NEED_DATA
+                return self._client_event(request)
+            if state is SEND_BODY:
+                event = self._body_reader(self._buf, self._eof)
+                if event is None:
+                    return NEED_DATA
+                return self._client_event(event)
+            if state is CLOSED:
+                return ConnectionClosed()
+            # A client may half-close right after its request; it still gets its response,
+            # and hears of the close only once that response is complete.
+            if self._eof and not self._buf and self.response_complete:
+                return self._client_event(ConnectionClosed())
+            if state is ERROR:
+                raise LocalProtocolError(
+                    "next_event() after a protocol error: close the connection"
+                )
+            return PAUSED  # rule 1: wait for our response before reading the next request
         except RemoteProtocolError:
             self._fail()
             raise
 
-    def _next_event(self) -> Event | Signal:
-        state = self.their_state
-        if state is State.IDLE:
-            if self.our_state is not State.IDLE:
-                return PAUSED  # an error response is still going out
-            if not self._buf and self._eof:
-                return self._client_event(ConnectionClosed())
-            assert isinstance(self._reader, HeadReader)
-            request = self._reader(self._buf, self._eof)
-            if request is None:
-                if self._eof and not self._buf:
-                    # The reader dropped a last empty line (RFC 9112 §2.2) and the
-                    # client has closed: there is no request coming, and NEED_DATA after
-                    # EOF would leave an event-driven era waiting for bytes that never come.
-                    return self._client_event(ConnectionClosed())
-                return NEED_DATA
-            return self._client_event(request)
-        if state is State.SEND_BODY:
-            assert not isinstance(self._reader, HeadReader)
-            event = self._reader(self._buf, self._eof)
-            if event is None:
-                return NEED_DATA
-            return self._client_event(event)
-        if state is State.CLOSED:
-            return ConnectionClosed()
-        # A client may half-close right after its request; it still gets its response,
-        # and hears of the close only once that response is complete.
-        if self._eof and not self._buf and self.response_complete:
-            return self._client_event(ConnectionClosed())
-        if state is State.ERROR:
-            raise LocalProtocolError("next_event() after a protocol error: close the connection")
-        return PAUSED  # rule 1: wait for our response before reading the next request
-
     def _client_event(self, event: Event) -> Event:
-        self.their_state = self._move(CLIENT_TRANSITIONS, "client", self.their_state, event)
+        # The table is looked up here rather than through _move(): a call saved on every
+        # event of every request.
         kind = type(event)  # the event classes are final: type() is isinstance(), cheaper
+        try:
+            self.their_state = CLIENT_TRANSITIONS[self.their_state, kind]
+        except KeyError:
+            raise _illegal(event, "client", self.their_state) from None
         if kind is Request:
             assert isinstance(event, Request)
             self.request = event
-            self.our_state = State.SEND_RESPONSE
+            self.our_state = SEND_RESPONSE
             self._keep_alive = event.keep_alive
             self.waiting_for_100_continue = event.expects_continue
             if event.chunked:
-                self._reader = ChunkedReader(self.limits)
+                self._body_reader = ChunkedReader(self.limits)
             elif event.content_length:
-                self._reader = ContentLengthReader(event.content_length)
+                self._body_reader = ContentLengthReader(event.content_length)
             else:
-                self._reader = _NO_BODY  # most requests: one shared reader, it keeps no state
+                self._body_reader = _NO_BODY  # most requests: one shared reader, no state
         elif kind is Data or kind is EndOfMessage:
             # The client sent body bytes without waiting: it no longer waits for 100.
             self.waiting_for_100_continue = False
-            if kind is EndOfMessage:
+            if kind is EndOfMessage and not self._keep_alive:
                 self._maybe_must_close()
         return event
 
@@ -233,8 +276,8 @@ class ServerConnection:
             self._keep_alive = False
             # A refused response head put nothing on the wire: the era may still answer
             # with a 500 of its own. Any other refusal leaves the message broken.
-            if not (isinstance(event, Response) and self.our_state is State.SEND_RESPONSE):
-                self.our_state = State.ERROR
+            if not (isinstance(event, Response) and self.our_state is SEND_RESPONSE):
+                self.our_state = ERROR
             raise
 
     def _send(self, event: InformationalResponse | Response | Data | EndOfMessage) -> bytes:
@@ -255,7 +298,7 @@ class ServerConnection:
             # Trailer fields are checked like headers: a CR LF in one would split the
             # response just as it would in a header (response splitting, see writers.py).
             out = self._writer.end([self._checked(n, v) for n, v in event.trailers])
-        if self.our_state is not State.SWITCHED:
+        if self.our_state is not SWITCHED:
             self.our_state = new_state
         if isinstance(event, EndOfMessage):
             self._maybe_must_close()
@@ -274,7 +317,7 @@ class ServerConnection:
         elif event.status_code == 101:
             # RFC 9110 §15.2.2: after 101 the connection speaks the new protocol from the
             # byte after the blank line. The era takes the rest with trailing_data().
-            self.our_state = State.SWITCHED
+            self.our_state = SWITCHED
         return head_bytes(event.status_code, event.reason, headers)
 
     def _response_head(
@@ -284,7 +327,9 @@ class ServerConnection:
         reason: bytes = b"",
         default_length: int | None = None,
     ) -> bytes:
-        if not _is_status(status) or not 200 <= status <= 999:
+        # type() first: a plain int is the usual status, and one C check is cheaper than
+        # _is_status()'s call (which still decides for int subclasses such as HTTPStatus).
+        if not (type(status) is int or _is_status(status)) or not 200 <= status <= 999:
             raise LocalProtocolError(
                 f"Response status {status!r}: a final status is 200-999 (use "
                 "InformationalResponse for 1xx)"
@@ -296,7 +341,11 @@ class ServerConnection:
             self.waiting_for_100_continue = False
         self.response_status = status
         request = self.request
-        headers: list[Header] = []
+        # The head is written as it is checked: each field goes into ``parts`` in wire
+        # layout (head_bytes' layout) in the same pass that validates it, so the headers
+        # are walked once, not once to check and once more to serialise. parts[0] is
+        # the status line, filled in last, once the reason has been checked.
+        parts: list[bytes] = [b""]
         content_length: int | None = None
         has_date = has_server = False
         for name, value in headers_in:
@@ -304,26 +353,26 @@ class ServerConnection:
                 name, value = self._checked(name, value)  # a pair not seen before (or str)
             lname = name.lower()
             if lname not in _NOTED:  # most headers: passed on as they came, after one lookup
-                headers.append((name, value))
+                parts += (name, b": ", value, b"\r\n")
             elif lname == b"content-length":
                 length = parse_content_length(value)
                 if content_length is not None and length != content_length:
                     raise LocalProtocolError("the app sent two different Content-Length values")
-                content_length = length
-                continue  # added below, once, where the framing is chosen
+                content_length = length  # added below, once, where the framing is chosen
             elif lname == b"connection":
                 # Connection is ours to manage (RFC 9110 §7.6.1); honour an app's "close".
                 if b"close" in value.lower():
                     self._keep_alive = False
-                continue
             elif lname in _FRAMING:
+                if self.drop_transfer_encoding:
+                    continue  # the core chooses the framing below, whatever the app said
                 raise LocalProtocolError(
                     f"the app sent {name!r}: the server chooses the transfer coding itself"
                 )
             else:
                 has_date = has_date or lname == b"date"
                 has_server = has_server or lname == b"server"
-                headers.append((name, value))
+                parts += (name, b": ", value, b"\r\n")
 
         if content_length is None:
             content_length = default_length  # send_response(): the body's own length
@@ -333,29 +382,31 @@ class ServerConnection:
         if head_request or status in _NO_BODY_STATUSES:
             self._writer = NoBodyWriter()
             if content_length is not None and status not in _NO_BODY_STATUSES:
-                headers.append((b"Content-Length", b"%d" % content_length))
+                parts.append(b"Content-Length: %d\r\n" % content_length)
         elif content_length is not None:
             self._writer = ContentLengthWriter(content_length)
-            headers.append((b"Content-Length", b"%d" % content_length))
+            parts.append(b"Content-Length: %d\r\n" % content_length)
         elif not http_10 and request is not None:
             self._writer = ChunkedWriter()
-            headers.append((b"Transfer-Encoding", b"chunked"))
+            parts.append(b"Transfer-Encoding: chunked\r\n")
         else:
             # §6.1: never chunked to a 1.0 client; the close marks the end of the body.
             self._writer = CloseDelimitedWriter()
             self._keep_alive = False
 
-        if self.their_state is State.ERROR:
+        if self.their_state is ERROR:
             self._keep_alive = False
         if not self._keep_alive:
-            headers.append((b"Connection", b"close"))
+            parts.append(b"Connection: close\r\n")
         elif http_10:
-            headers.append((b"Connection", b"keep-alive"))
+            parts.append(b"Connection: keep-alive\r\n")
         if not has_date:
-            headers.append((b"Date", http_date()))
+            parts += (b"Date: ", http_date(), b"\r\n")
         if not has_server:
-            headers.append((b"Server", self.server_software))
-        return head_bytes(status, reason, headers)
+            parts += (b"Server: ", self.server_software, b"\r\n")
+        parts[0] = status_line(status, reason)
+        parts.append(b"\r\n")  # RFC 9112 §2.1: the empty line that ends the head
+        return b"".join(parts)
 
     @staticmethod
     def _checked(name: bytes | str, value: bytes | str) -> Header:
@@ -380,7 +431,7 @@ class ServerConnection:
         # What send(Response(...)) does, without the event's trip through the tables: the
         # same state check, and the head built with the body's length as the default
         # Content-Length (so the app's headers need no copy and no extra scan).
-        if self.our_state is not State.SEND_RESPONSE:
+        if self.our_state is not SEND_RESPONSE:
             self._keep_alive = False
             raise LocalProtocolError(
                 f"Response is not allowed for the server in state {self.our_state!r}"
@@ -390,7 +441,7 @@ class ServerConnection:
         except LocalProtocolError:
             self._keep_alive = False
             raise
-        self.our_state = State.SEND_BODY
+        self.our_state = SEND_BODY
         # Data and EndOfMessage, without two more trips through send(): the head was
         # accepted, so we are in SEND_BODY with the writer it chose. This is the hot path
         # of every small response, and the same moves as send() makes, spelled out.
@@ -400,11 +451,11 @@ class ServerConnection:
             assert self._writer is not None
             out = head + self._writer.data(body) + self._writer.end([])
         except LocalProtocolError:
-            self.our_state = State.ERROR
+            self.our_state = ERROR
             self._keep_alive = False
             raise
-        if self.our_state is State.SEND_BODY:
-            self.our_state = State.DONE
+        if self.our_state is SEND_BODY:
+            self.our_state = DONE
             self._maybe_must_close()
         return out
 
@@ -415,10 +466,10 @@ class ServerConnection:
         already started, there is nothing honest left to say: b"" and the caller closes.
         """
         self._keep_alive = False
-        if self.our_state not in (State.IDLE, State.SEND_RESPONSE):
-            self.our_state = State.MUST_CLOSE
+        if self.our_state not in (IDLE, SEND_RESPONSE):
+            self.our_state = MUST_CLOSE
             return b""
-        self.our_state = State.SEND_RESPONSE
+        self.our_state = SEND_RESPONSE
         body = f"{error}\n".encode("utf-8", "replace")
         return self.send_response(
             error.status, [(b"Content-Type", b"text/plain; charset=utf-8")], body
@@ -428,14 +479,14 @@ class ServerConnection:
         """For a body the era sends itself (sendfile(2) of ``length`` file bytes): the
         framing to put before and after those bytes, counted as if sent as Data. None when
         the response has no body on the wire (HEAD, 204, 304): send nothing then."""
-        if self.our_state is not State.SEND_BODY or self._writer is None:
+        if self.our_state is not SEND_BODY or self._writer is None:
             raise LocalProtocolError(f"send_file_data() with the server in {self.our_state!r}")
         if isinstance(self._writer, NoBodyWriter):
             return None
         try:
             return self._writer.framing(length)
         except LocalProtocolError:
-            self.our_state = State.ERROR
+            self.our_state = ERROR
             self._keep_alive = False
             raise
 
@@ -448,30 +499,30 @@ class ServerConnection:
     def _maybe_must_close(self) -> None:
         if self._keep_alive:
             return
-        if self.their_state is State.DONE:
-            self.their_state = State.MUST_CLOSE
-        if self.our_state is State.DONE:
-            self.our_state = State.MUST_CLOSE
+        if self.their_state is DONE:
+            self.their_state = MUST_CLOSE
+        if self.our_state is DONE:
+            self.our_state = MUST_CLOSE
 
     def _fail(self) -> None:
-        self.their_state = State.ERROR
+        self.their_state = ERROR
         self._keep_alive = False
-        if self.our_state is State.IDLE:
-            self.our_state = State.SEND_RESPONSE  # so that error_response() may answer
+        if self.our_state is IDLE:
+            self.our_state = SEND_RESPONSE  # so that error_response() may answer
 
     @property
     def response_complete(self) -> bool:
         """Our response is fully produced (it may still be sitting in a socket buffer)."""
-        return self.our_state in (State.DONE, State.MUST_CLOSE)
+        return self.our_state in (DONE, MUST_CLOSE)
 
     @property
     def can_reuse(self) -> bool:
         """Both messages are complete and the connection may carry another request."""
-        return self.our_state is State.DONE and self.their_state is State.DONE
+        return self.our_state is DONE and self.their_state is DONE
 
     def start_next_cycle(self) -> None:
         """Keep-alive (house rule 2): forget the request, keep the buffered bytes."""
-        if not self.can_reuse:
+        if self.our_state is not DONE or self.their_state is not DONE:  # can_reuse
             raise LocalProtocolError(
                 f"start_next_cycle() with client {self.their_state!r} and server "
                 f"{self.our_state!r}: both must be DONE on a connection that may persist"
@@ -497,6 +548,11 @@ class ServerConnection:
         try:
             return table[state, type(event)]
         except KeyError:
-            raise LocalProtocolError(
-                f"{type(event).__name__} is not allowed for the {role} in state {state!r}"
-            ) from None
+            raise _illegal(event, role, state) from None
+
+
+def _illegal(event: Event, role: str, state: State) -> LocalProtocolError:
+    """The one error for a move that is not in the tables: the event, the role, the state."""
+    return LocalProtocolError(
+        f"{type(event).__name__} is not allowed for the {role} in state {state!r}"
+    )

@@ -47,7 +47,8 @@ field_lines_re = re.compile(rb"(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n
 # A whole request head in origin-form, request line and field lines, each ended by CRLF
 #   (the final empty line excluded): the two rules above in one pass. It admits only
 #   HTTP/1.x and a target starting with "/", the everyday request; anything else, and
-#   everything it refuses, is left to the line-by-line rules for the exact error.
+#   everything it refuses, is left to the line-by-line rules for the exact error. Its four
+#   groups are read in this order with one match.groups() (readers.py, _parse_fast).
 head_re = re.compile(
     rb"(?P<method>" + TOKEN + rb") (?P<target>/[\x21-\x7e]*) HTTP/1\.(?P<minor>[0-9])\r\n"
     rb"(?P<fields>(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*)"

@@ -34,6 +34,7 @@ __all__ = [
     "NoBodyWriter",
     "http_date",
     "reason_phrase",
+    "status_line",
     "validate_header",
 ]
 
@@ -89,18 +90,22 @@ def parse_content_length(value: bytes) -> int:
     return int(value)
 
 
-def head_bytes(status: int, reason: bytes, headers: list[Header]) -> bytes:
-    """RFC 9112 §4 status-line and §5 field lines. We always speak HTTP/1.1 (RFC 9110 §2.5)."""
+def status_line(status: int, reason: bytes) -> bytes:
+    """RFC 9112 §4 status-line, CRLF included. We always speak HTTP/1.1 (RFC 9110 §2.5)."""
     if not reason:
         line = _STATUS_LINES.get(status)
         if line is None:
             line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
-    else:
-        # A str reason would raise TypeError; it is the app's mistake, reported as one.
-        if not isinstance(reason, bytes) or forbidden_in_value_re.search(reason):
-            raise LocalProtocolError(f"illegal reason phrase {reason!r}")
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-    parts = [line]
+        return line
+    # A str reason would raise TypeError; it is the app's mistake, reported as one.
+    if not isinstance(reason, bytes) or forbidden_in_value_re.search(reason):
+        raise LocalProtocolError(f"illegal reason phrase {reason!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+def head_bytes(status: int, reason: bytes, headers: list[Header]) -> bytes:
+    """RFC 9112 §4 status-line and §5 field lines, then the empty line (§2.1)."""
+    parts = [status_line(status, reason)]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")

@@ -402,6 +402,15 @@ def test_request_path_and_query() -> None:
     assert (request.path, request.query) == (b"*", b"")
 
 
+def test_request_is_immutable() -> None:
+    # A NamedTuple, not a frozen dataclass (events.py says why): immutable all the same.
+    _, request = open_request(GET)
+    with pytest.raises(AttributeError):
+        request.method = b"POST"  # type: ignore[misc]
+    assert request == open_request(GET)[1] and hash(request) == hash(open_request(GET)[1])
+    assert repr(request).startswith("Request(method=b'GET', target=b'/', http_version=b'1.1'")
+
+
 def test_framing_facts_on_the_request() -> None:
     _, request = open_request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert (request.chunked, request.content_length, request.has_body) == (True, None, True)

@@ -297,6 +297,23 @@ def test_app_transfer_encoding_refused(name: bytes, value: bytes) -> None:
     assert not conn.keep_alive
 
 
+@pytest.mark.parametrize("name", [b"Transfer-Encoding", b"TRANSFER-ENCODING"])
+def test_app_transfer_encoding_dropped_when_asked(name: bytes) -> None:
+    # ASGI's rule ("Response Start"): the server ignores the app's Transfer-Encoding and
+    # frames the body itself, by the app's Content-Length here, chunked without one.
+    conn = ServerConnection(drop_transfer_encoding=True)
+    conn.receive_data(GET_11 * 2)
+    assert isinstance(conn.next_event(), Request) and conn.next_event() == EndOfMessage()
+    raw = conn.send_response(200, [(name, b"chunked"), (b"Content-Length", b"2")], b"hi")
+    assert b"transfer-encoding" not in names(raw) and raw.endswith(b"\r\n\r\nhi")
+    assert (b"Content-Length", b"2") in head_of(raw)[1] and conn.keep_alive
+    conn.start_next_cycle()
+    assert isinstance(conn.next_event(), Request) and conn.next_event() == EndOfMessage()
+    raw = conn.send(Response(200, ((name, b"gzip"),)))
+    assert names(raw).count(b"transfer-encoding") == 1
+    assert (b"Transfer-Encoding", b"chunked") in head_of(raw)[1]
+
+
 @pytest.mark.parametrize("value", [b"+5", b"0x5", b"-1", b"", b"five", b"5, 5", b"1" * 19])
 def test_bad_content_length_refused(value: bytes) -> None:
     with pytest.raises(LocalProtocolError, match="Content-Length"):
