@@ -32,8 +32,13 @@ def probe_dir() -> Path:
 
 
 def mark(token: str, what: str, content: str = "") -> None:
+    """Leave ``token.what`` for the test, whole: written under another name and renamed,
+    because a test that sees the file may read it at once (write_text creates it empty
+    first, and one run read it in that instant)."""
     if token:
-        (probe_dir() / f"{token}.{what}").write_text(content)
+        partial = probe_dir() / f"{token}.{what}.partial"
+        partial.write_text(content)
+        os.replace(partial, probe_dir() / f"{token}.{what}")
 
 
 def _query(scope: Scope) -> dict[str, str]:
