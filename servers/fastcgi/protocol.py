@@ -75,6 +75,7 @@ from .records import (
     UnknownType,
     encode,
     encode_pairs,
+    encode_stream,
 )
 
 __all__ = [
@@ -148,7 +149,9 @@ class ConnectionEnded:
 AppEvent = RequestReady | StdinData | StdinEnded | AbortRequested | ConnectionEnded
 
 
-class InputState(enum.Enum):
+class InputState(enum.StrEnum):
+    # A str enum: INPUT_TRANSITIONS hashes one for every PARAMS and STDIN record, and
+    # str's hash is C, where a plain Enum's is a Python method (enum.py).
     PARAMS = "PARAMS"  # BEGIN_REQUEST came; name-value pairs are arriving
     STDIN = "STDIN"  # PARAMS ended; the body is arriving
     DONE = "DONE"  # STDIN ended; nothing more may come for this request but ABORT
@@ -166,6 +169,9 @@ INPUT_TRANSITIONS: dict[tuple[InputState, type[StreamRecord], bool], InputState]
 
 class _Active:
     """What the application side remembers about one active request."""
+
+    # One per request, its fields read for every record: slots make both cheaper.
+    __slots__ = ("keep_conn", "key", "pairs", "params", "role", "state", "wrote_stderr")
 
     def __init__(self, key: RequestKey, role: Role, flags: int, decoder: PairDecoder) -> None:
         self.key = key
@@ -228,6 +234,11 @@ class ApplicationConnection:
         Management answers and refusals are queued for :meth:`data_to_send` meanwhile."""
         while True:
             record = self._reader.next_record()
+            if type(record) is Params or type(record) is Stdin:
+                event = self._input(record)  # three records of a request in four: first
+                if event is not None:
+                    return event
+                continue
             if isinstance(record, Signal):
                 if self._eof:
                     if self._reader.buffered:
@@ -243,13 +254,16 @@ class ApplicationConnection:
 
     def data_to_send(self) -> bytes:
         """The answers the connection produced by itself since the last call."""
+        if not self._outbox:
+            return b""  # nearly always: a request's records need no answer of their own
         out = bytes(self._outbox)
         self._outbox.clear()
         return out
 
     def _handle(self, record: Record) -> AppEvent | None:
-        if type(record) is Params or type(record) is Stdin:
-            return self._input(record)  # three records of a request in four: checked first
+        """Every record but PARAMS and STDIN (next_event sends those to :meth:`_input`)."""
+        if type(record) is BeginRequest:  # the one other record of every request: first
+            return self._begin(record)
         if isinstance(record, GetValues):
             # §4.1: answer the variables we know, leave out the ones we do not.
             known = tuple((name, self.values[name]) for name in record.names if name in self.values)
@@ -266,8 +280,6 @@ class ApplicationConnection:
                 sent_type = RecordType.UNKNOWN_TYPE
             self._outbox += encode(UnknownType(sent_type))
             return None
-        if isinstance(record, BeginRequest):
-            return self._begin(record)
         if isinstance(record, EndRequest | Stdout | Stderr | UnknownRecord):
             # The spec says nothing of unknown application types; libfcgi treats them, and
             # records only an application may send, as protocol errors. So do we.
@@ -294,14 +306,15 @@ class ApplicationConnection:
             what = f"the end of {kind}" if ends else kind
             raise FastCGIError(f"{what} for request {request_id} in state {active.state.name}")
         active.state = new_state
-        if isinstance(record, Params):
-            for name, value in active.pairs.feed(record.data):
-                # The CGI variable names are ASCII; a name that is not is refused, not guessed.
-                try:
-                    active.params[name.decode("ascii")] = value
-                except UnicodeDecodeError:
-                    raise FastCGIError(f"a parameter name that is not ASCII: {name!r}") from None
+        if type(record) is Params:
             if not ends:
+                pairs = active.pairs.feed(record.data)
+                try:
+                    # The CGI variable names are ASCII; one that is not is refused, not guessed.
+                    active.params.update({name.decode("ascii"): value for name, value in pairs})
+                except UnicodeDecodeError:
+                    name = next(name for name, _ in pairs if not name.isascii())
+                    raise FastCGIError(f"a parameter name that is not ASCII: {name!r}") from None
                 return None
             active.pairs.finish()
             return RequestReady(active.key, active.role, active.keep_conn, active.params)
@@ -346,13 +359,13 @@ class ApplicationConnection:
         Empty data is no record at all: a stream is ended only by :meth:`end_request`."""
         if not data or not self.is_current(key):
             return b""
-        return encode(Stdout(key.request_id, data))
+        return encode_stream(RecordType.STDOUT, key.request_id, data)
 
     def stderr(self, key: RequestKey, data: bytes) -> bytes:
         if not data or not self.is_current(key):
             return b""
         self._active[key.request_id].wrote_stderr = True
-        return encode(Stderr(key.request_id, data))
+        return encode_stream(RecordType.STDERR, key.request_id, data)
 
     def end_request(
         self,

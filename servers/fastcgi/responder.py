@@ -95,7 +95,7 @@ def runner_for(kind: str, spec: str) -> Runner:
 # The streams a request's application sees, over the server's plumbing
 # ======================================================================================
 class InputPipe:
-    """STDIN bytes of one request, handed from the reader thread to the worker.
+    """STDIN bytes of one request, from the thread reading its connection to the one running it.
 
     Bounded: ``put`` waits while ``limit`` bytes are unread (the backpressure that reaches
     the web server through TCP). Once the request has ended, bytes are dropped, and once
@@ -158,6 +158,8 @@ class InputPipe:
 
 
 class _RawInput(io.RawIOBase):
+    __slots__ = ("pipe",)  # see _RawOutput
+
     def __init__(self, pipe: InputPipe) -> None:
         self.pipe = pipe
 
@@ -173,7 +175,13 @@ class _RawOutput(io.RawIOBase):
 
     Once :meth:`hold` is called, written bytes are kept instead of sent: the server calls
     it when the application has returned, so that the response's last bytes leave in one
-    write with END_REQUEST (see :meth:`RequestStreams.finish_output`)."""
+    write with END_REQUEST (see :meth:`RequestStreams.finish_output`).
+
+    ``__slots__`` because one is made per request: an io object's attributes otherwise
+    live in a dict made for each instance, and making this object cost four times as
+    much (2 µs of a request's 70, measured with timeit)."""
+
+    __slots__ = ("count", "held", "output", "stream")
 
     def __init__(self, output: Output, stream: RecordType) -> None:
         self.output = output
@@ -238,7 +246,7 @@ class RequestStreams:
             )
         return self._stderr
 
-    # -- input, from the connection's reader thread ------------------------------------------
+    # -- input, from the thread reading the connection ----------------------------------------
     def put(self, data: bytes) -> None:
         if self.pipe is not None:
             self.pipe.put(data)

@@ -179,6 +179,21 @@ def test_multiplexed_requests_are_answered_with_their_exact_ids(server: ServerPr
         assert slow_answer.end == EndRequest(0x1234, 0, ProtocolStatus.REQUEST_COMPLETE)
 
 
+def test_a_slow_request_does_not_hold_up_other_connections(server: ServerProcess) -> None:
+    # The thread that reads a request runs it (leader and followers, app_server.py). While
+    # it sleeps, another thread must take over the reading, or the next connection's
+    # request waits for the sleep to end.
+    with Client(server.address) as slow, Client(server.address) as fast:
+        hello(slow)
+        hello(fast)
+        slow.send(request_records(1, family_params("/sleep", query="ms=2500")))
+        time.sleep(0.2)  # the sleep has begun
+        started = time.monotonic()
+        hello(fast)
+        assert time.monotonic() - started < 1.5
+        assert slow.answer(1).stdout.endswith(b"slept 2500 ms\n")
+
+
 def test_abort_ends_the_request_with_a_real_end_request(server: ServerProcess) -> None:
     with Client(server.address) as client:
         # A request that would take a minute: only the abort can end it within the

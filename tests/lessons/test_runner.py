@@ -144,7 +144,7 @@ LESSON_2_SHOWS = (
     "0b 80 00 00 c8  lengths 11 and 200",  # a four-byte pair length
     "(a kept connection)",  # FCGI_KEEP_CONN: the gateway reuses its connection
     "thread fcgi-worker-1",  # procs: the workers name themselves for the kernel
-    "thread fcgi-conn-",
+    "thread fcgi-watch",  # leader and followers: the watch thread promotes a follower
     "request 2's body: b'Hello, world!\\n'",  # multiplexing, by hand
     "FCGI_MPXS_CONNS = 1",  # GET_VALUES
     "after END_REQUEST: closed",  # without KEEP_CONN
