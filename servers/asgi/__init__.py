@@ -25,6 +25,7 @@ The package, in reading order:
 * ``types``      the ASGI contract, typed, and the two errors an app can meet
 * ``connection`` what every connection has: flow control both ways, a deadline
 * ``http``       HTTP/1.1: the connection (HttpProtocol) apart from the request (RequestCycle)
+* ``extensions`` the response extensions trailers and pathsend (sendfile), off the usual path
 * ``websocket``  RFC 6455 on the loop: handshake, messages, pings, the closing handshake
 * ``lifespan``   startup and shutdown, and the state shared with every scope
 * ``wsgi``       an old WSGI app on this server, through a thread pool

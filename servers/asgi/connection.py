@@ -29,7 +29,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..trace import next_connection_id
-from .types import Message, Receive, Send, describe
+from .types import Message, Receive, Scope, Send, describe
 
 if TYPE_CHECKING:
     from .server import Server
@@ -117,11 +117,10 @@ class Connection(asyncio.Protocol):
             label = f"asgi {task.get_name()}" if task is not None else "asgi"
             self.tracer.event(self.cid, direction, label, text)
 
-    def traced(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
-        """The app's receive and send, printing each message when tracing (else as they are:
-        tracing off costs nothing per message)."""
-        if not self.tracer.enabled:
-            return receive, send
+    def traced(self, scope: Scope, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """With --trace: print the scope, and return the app's receive and send printing each
+        message. Called only when tracing: tracing off costs nothing per message."""
+        self.trace_asgi("<", f"scope {describe(scope)}")
 
         async def traced_receive() -> Message:
             message = await receive()

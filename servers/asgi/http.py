@@ -29,51 +29,33 @@ of the messages allowed in each state); anything out of turn, or of the wrong ty
 raises :class:`ContractError` in the app with what was expected and what came. What is
 written on the wire is still the core's to check: a header with CR LF in it is refused
 there (response splitting, uvicorn CVE-2020-7695).
+
+The two optional response extensions the scope offers, trailers and pathsend, live in
+extensions.py: a plain request never reaches them. pathsend joins here at one call in
+send(); trailers at two, the start that announces them and the message that carries them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import os
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from .. import websocket as rfc6455
-from ..http import (
-    MUST_CLOSE,
-    NEED_DATA,
-    PAUSED,
-    SEND_BODY,
-    SEND_RESPONSE,
-    Data,
-    EndOfMessage,
-    Headers,
-    InformationalResponse,
-    LocalProtocolError,
-    RemoteProtocolError,
-    Request,
-    Response,
-    ServerConnection,
-)
+from ..http import LocalProtocolError, RemoteProtocolError, Response, ServerConnection
+from ..http.connection import MUST_CLOSE, SEND_BODY, SEND_RESPONSE  # the core's states
+from ..http.events import NEED_DATA, PAUSED, Data, EndOfMessage, InformationalResponse, Request
 from .connection import HIGH_WATER, Connection
-from .types import (
-    HTTP_SPEC,
-    ClientDisconnected,
-    ContractError,
-    Message,
-    Receive,
-    Send,
-    checked_headers,
-    describe,
-    type_name,
-)
+from .extensions import announce_trailers, pathsend, send_trailers
+from .types import HTTP_SPEC, ClientDisconnected, ContractError, checked_headers, invalid, type_name
 from .websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from .server import Server
+    from .types import Message
 
 __all__ = ["HttpProtocol", "RequestCycle", "ResponseState"]
 
@@ -108,13 +90,12 @@ class HttpProtocol(Connection):
         self.conn.receive_data(data)
         self._process()
 
-    def eof_received(self) -> bool:
-        # The client closed its side. It might only have half-closed and still read, but
-        # HTTP clients do not do that, and an app listening for http.disconnect (a long
-        # poll, /sleep) must hear that the client left: so EOF ends the connection, as in
-        # uvicorn and hypercorn. (The threaded era answers half-closed clients; it cannot
-        # tell a thread that its client left anyway.) False: asyncio closes the transport.
-        return False
+    # eof_received() is asyncio's own, which returns None: the transport closes. The client
+    # closed its side. It might only have half-closed and still read, but HTTP clients do
+    # not do that, and an app listening for http.disconnect (a long poll, /sleep) must hear
+    # that the client left: so EOF ends the connection, as in uvicorn and hypercorn. (The
+    # threaded era answers half-closed clients; it cannot tell a thread that its client
+    # left anyway.)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -179,8 +160,7 @@ class HttpProtocol(Connection):
         if server.websocket and rfc6455.is_upgrade(request):
             WebSocketProtocol.upgrade(self, request)
             return False
-        cycle = RequestCycle(self, request, self._scope(request))
-        self.cycle = cycle
+        self.cycle = cycle = RequestCycle(self, request, self._scope(request))
         if cycle.more_body:  # the request has a body (request.has_body, already asked)
             self.deadline = self.loop.time() + self.config.request_timeout
         cycle.task = self.loop.create_task(cycle.run())
@@ -224,16 +204,15 @@ class HttpProtocol(Connection):
         conn = self.conn
         if self.server.stopping or conn.our_state is MUST_CLOSE:
             self.transport.close()  # after the buffered bytes are written
-        elif conn.can_reuse:  # the request is complete too
+            return
+        if conn.can_reuse:  # the request is complete too
             self._next_cycle()
             if not self.closed and conn.buffered:
                 self._process()  # a pipelined request is already here
-            else:
-                self._flow()
-        else:
-            # The client is still sending a body nobody reads: _process drops it, and its
-            # EndOfMessage starts the next cycle. Reading must go on for that.
-            self._flow()
+                return
+        # Else the client is still sending a body nobody reads: _process drops it, and its
+        # EndOfMessage starts the next cycle. Reading must go on, for that and for the next.
+        self._flow()
 
     def _next_cycle(self) -> None:
         self.conn.start_next_cycle()
@@ -281,15 +260,12 @@ class HttpProtocol(Connection):
 # One request: the per-request state and the app's receive() and send()
 # ======================================================================================
 class ResponseState(enum.Enum):
-    """Where the app's response is; the table below says which message may come next."""
+    """Where the app's response is; ``_EXPECTED`` below says which message may come next."""
 
     START = "START"  # expect http.response.start
     BODY = "BODY"  # expect http.response.body (or one pathsend)
     TRAILERS = "TRAILERS"  # the body ended; expect http.response.trailers
     DONE = "DONE"  # nothing more may be sent
-
-    def __repr__(self) -> str:
-        return self.name
 
 
 # The members as module-level names for the code below, as the core does with its states
@@ -302,18 +278,13 @@ TRAILERS = ResponseState.TRAILERS
 DONE = ResponseState.DONE
 
 
-# (state, message type) -> the state after it, when the message ends its part ("more"
-# false). With more_body / more_trailers true the state stays. The body ends in TRAILERS
-# instead of DONE when start said trailers=True (the trailers extension).
-TRANSITIONS: dict[tuple[ResponseState, str], ResponseState] = {
-    (START, "http.response.start"): BODY,
-    (BODY, "http.response.body"): DONE,
-    (BODY, "http.response.pathsend"): DONE,
-    (TRAILERS, "http.response.trailers"): DONE,
-}
+# The message each state expects. The one that ends its part ("more" false) moves on:
+# START -> BODY -> DONE, or BODY -> TRAILERS -> DONE when start said trailers=True (the
+# trailers extension); with more_body / more_trailers true the state stays.
 _EXPECTED = {
-    state: " or ".join(repr(kind) for (s, kind) in TRANSITIONS if s is state)
-    for state in ResponseState
+    START: "'http.response.start'",
+    BODY: "'http.response.body' or 'http.response.pathsend'",
+    TRAILERS: "'http.response.trailers'",
 }
 
 
@@ -321,6 +292,7 @@ class RequestCycle:
     """One request and its response: everything a keep-alive reset forgets."""
 
     task: asyncio.Task[None]
+    trailers: list[tuple[bytes, bytes]] | None  # set by announce_trailers(): see extensions.py
 
     def __init__(self, protocol: HttpProtocol, request: Request, scope: dict[str, Any]) -> None:
         self.protocol = protocol
@@ -335,12 +307,7 @@ class RequestCycle:
         self._delivered = False  # the last http.request (more_body=False) went out
         self.disconnected = False
         self._waiter: asyncio.Future[None] | None = None
-        # The response head, held until the first body message (see the module docstring).
-        self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._whole_allowed = True  # the head may go out with send_response()
-        self._announced = False  # start said trailers=True (the trailers extension)
-        self._trailers: list[tuple[bytes, bytes]] | None = None  # None: not to be sent
+        self.announced = False  # start said trailers=True: see extensions.py
 
     # -- events from the protocol --------------------------------------------------------------
     def body(self, data: bytes) -> None:
@@ -372,11 +339,10 @@ class RequestCycle:
         """Call the app once; make sure the client gets an answer or a close, whatever it does."""
         protocol = self.protocol
         server = protocol.server
-        receive: Receive = self.receive
-        send: Send = self.send
         if protocol.tracer.enabled:
-            receive, send = protocol.traced(receive, send)
-            protocol.trace_asgi("<", f"scope {describe(self.scope)}")
+            receive, send = protocol.traced(self.scope, self.receive, self.send)
+        else:
+            receive, send = self.receive, self.send
         try:
             result = await server.app(self.scope, receive, send)
             if result is not None:
@@ -398,10 +364,8 @@ class RequestCycle:
         if isinstance(error, ClientDisconnected) and self.disconnected:
             return  # "Disconnected Client": expected, not an error
         request = self.request
-        target = request.target.decode("ascii", "replace")
-        print(
-            f"asgi: the application failed on {request.method.decode()} {target}:", file=sys.stderr
-        )
+        where = f"{request.method.decode()} {request.target.decode('ascii', 'replace')}"
+        print(f"asgi: the application failed on {where}:", file=sys.stderr)
         traceback.print_exception(error, file=sys.stderr)
         if self.disconnected:
             return
@@ -457,9 +421,9 @@ class RequestCycle:
             elif state is START and kind == "http.response.start":
                 self._start(message)
             elif state is BODY and kind == "http.response.pathsend":
-                await self._pathsend(message)
+                await pathsend(self, message)
             elif state is TRAILERS and kind == "http.response.trailers":
-                self._trailer_fields(message)
+                send_trailers(self, message)
             elif state is DONE:
                 raise ContractError(f"got {kind!r} after the response was complete")
             else:
@@ -472,9 +436,7 @@ class RequestCycle:
     def _start(self, message: Message) -> None:
         status = message.get("status")
         if type(status) is not int:
-            raise ContractError(
-                f"http.response.start 'status': expected an int, got {type_name(status)}"
-            )
+            raise invalid("http.response.start 'status'", "an int", status)
         # An app's Transfer-Encoding is dropped by the core (drop_transfer_encoding above).
         headers = checked_headers(message.get("headers", ()), "http.response.start 'headers'")
         # A HEAD answer without the app's Content-Length must not get one of 0 (send_response
@@ -485,25 +447,12 @@ class RequestCycle:
         if self.protocol.server.stopping:
             headers.append((b"connection", b"close"))  # the core then ends the connection
         if message.get("trailers", False) is True:
-            self._trailers = [] if self._may_send_trailers(status, headers) else None
-            self._announced = True
+            announce_trailers(self, status, headers)  # the trailers extension
+        # The response head, held until the first body message (see the module docstring).
         self._status, self._headers = status, headers
         self.state = BODY
 
-    def _may_send_trailers(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Trailers extension: only to a client that said ``TE: trailers`` (RFC 9110 §10.1.4),
-        and only in a chunked body; elsewhere they are dropped, as the extension allows."""
-        request = self.request
-        te = b",".join(request.headers.get_all(b"te")).lower()
-        return (
-            b"trailers" in [t.strip(b" \t").split(b";")[0] for t in te.split(b",")]
-            and request.http_version == b"1.1"
-            and request.method != b"HEAD"
-            and status not in (204, 304)
-            and not any(name.lower() == b"content-length" for name, _ in headers)
-        )
-
-    def _head(self) -> bytes:
+    def head(self) -> bytes:
         """The held http.response.start, through the core (which validates every header)."""
         return self.conn.send(Response(self._status, tuple(self._headers)))
 
@@ -513,88 +462,36 @@ class RequestCycle:
         body = message.get("body", b"")
         if type(body) is not bytes:
             if not isinstance(body, bytearray | memoryview):
-                raise ContractError(
-                    f"http.response.body 'body': expected bytes, got {type_name(body)}"
-                )
+                raise invalid("http.response.body 'body'", "bytes", body)
             body = bytes(body)
         more = message.get("more_body", False)
         if type(more) is not bool:
-            raise ContractError(
-                f"http.response.body 'more_body': expected a bool, got {type_name(more)}"
-            )
+            raise invalid("http.response.body 'more_body'", "a bool", more)
         conn = self.conn
         if conn.our_state is not SEND_RESPONSE:  # a later piece of the body
             out = conn.send(Data(body)) if body else b""
-        elif more or self._announced or not self._whole_allowed:
-            out = self._head() + (conn.send(Data(body)) if body else b"")
+        elif more or self.announced or not self._whole_allowed:
+            out = self.head() + (conn.send(Data(body)) if body else b"")
         else:
             # The whole response in one message, the common case: head, body and end in
             # one call of the core, and Content-Length even if the app gave none.
             out = conn.send_response(self._status, self._headers, body)
             self.state = DONE
         if not more and self.state is BODY:
-            if self._announced:
+            if self.announced:
                 self.state = TRAILERS
             else:
                 out += conn.send(EndOfMessage())
                 self.state = DONE
-        protocol = self.protocol
         if out:
-            protocol.write(out)
+            self.protocol.write(out)
         if self.state is DONE:
-            self._finish()
+            self.finish()
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """The response is complete: forget any body the app did not read, wake a receive()
         waiting for http.disconnect, and let the connection move on."""
         self.state = DONE
         self._chunks, self.held = [], 0
         self._wake()
         self.protocol.response_complete()
-
-    def _trailer_fields(self, message: Message) -> None:
-        headers = checked_headers(message.get("headers", ()), "http.response.trailers 'headers'")
-        if self._trailers is not None:
-            self._trailers.extend(headers)
-        if message.get("more_trailers", False):
-            return
-        self.protocol.write(self.conn.send(EndOfMessage(Headers(self._trailers or ()))))
-        self._finish()
-
-    async def _pathsend(self, message: Message) -> None:
-        """The pathsend extension: the file at an absolute path, by sendfile(2) if we can."""
-        path = message.get("path")
-        if type(path) is not str or not os.path.isabs(path):
-            raise ContractError(
-                f"http.response.pathsend 'path': expected an absolute path, got {type_name(path)}"
-            )
-        protocol, conn = self.protocol, self.conn
-        # open() and fstat() of a local file take microseconds: not worth a thread.
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            protocol.write(self._head())
-            framing = conn.send_file_data(size)  # None: HEAD, 204, 304 have no body
-            if framing is not None:
-                before, after = framing
-                if before:
-                    protocol.write(before)
-                protocol.trace_asgi(">", f"sendfile <{size} bytes>")
-                await self._sendfile(file, size)
-                if after:
-                    protocol.write(after)
-        protocol.write(conn.send(EndOfMessage()))
-        self._finish()
-
-    async def _sendfile(self, file: Any, size: int) -> None:
-        protocol = self.protocol
-        try:
-            # asyncio uses os.sendfile() on a plain socket transport (the kernel copies
-            # the file); its fallback reads and writes with flow control.
-            await protocol.loop.sendfile(protocol.transport, file, 0, size)
-        except NotImplementedError:  # uvloop has no sendfile: read and write ourselves
-            while chunk := file.read(HIGH_WATER):
-                protocol.write(chunk)
-                await protocol.drain()
-        except (ConnectionError, RuntimeError) as error:  # closed under our feet
-            self.disconnect()
-            raise ClientDisconnected(str(error)) from None

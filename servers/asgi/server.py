@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import websocket as rfc6455
-from ..cli import base_parser, ready_line
+from ..cli import add_config_options, base_parser, ready_line
 from ..http import Limits
 from ..trace import Tracer
 from .connection import Connection
@@ -144,24 +144,20 @@ def load_app(config: Config) -> tuple[ASGIApp, bool]:
         target = getattr(importlib.import_module(module_name), attr or "app")
     except (ImportError, AttributeError) as error:
         raise SystemExit(f"asgi: cannot load the application {config.app!r}: {error}") from None
-    interface = config.interface
-    if interface == "auto":
-        interface = _interface_of(target)
+    interface = _interface_of(target) if config.interface == "auto" else config.interface
     if interface == "wsgi":
         # A WSGI app cannot hold a socket, so upgrades reach it as the plain GETs they are.
         return WSGIAdapter(target, config.wsgi_threads), False
     if interface == "asgi2":
         return _asgi2(target), True
-    app: ASGIApp = target
-    return app, True
+    return target, True
 
 
 def _interface_of(target: object) -> str:
     """ASGI 3 apps are coroutine functions (or objects with one as __call__); a class is a
     legacy ASGI 2 app (instantiated with the scope); any other callable is taken as WSGI."""
-    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 (the method itself, not callable())
-    ):
+    call = getattr(target, "__call__", None)  # noqa: B004 (the method itself, not callable())
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call):
         return "asgi3"
     return "asgi2" if inspect.isclass(target) else "wsgi"
 
@@ -170,8 +166,7 @@ def _asgi2(factory: Callable[[Scope], Any]) -> ASGIApp:
     """ "Legacy Applications": ``factory(scope)`` returns the coroutine-taking instance."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        instance = factory(scope)
-        await instance(receive, send)
+        await factory(scope)(receive, send)  # the instance takes receive and send
 
     return app
 
@@ -186,37 +181,17 @@ def raise_fd_limit(wanted: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = base_parser(
-        "asgi", "Era 4: the asyncio ASGI server (ASGI 3.0)", default_app=Config.app
-    )
+    parser = base_parser("asgi", "Era 4: the asyncio ASGI server (ASGI 3.0)", Config.app)
     add = parser.add_argument
-    add(
-        "--loop",
-        choices=("asyncio", "uvloop"),
-        default=Config.loop,
-        help="event loop (default %(default)s)",
-    )
+    add("--loop", choices=("asyncio", "uvloop"), default=Config.loop, help="default %(default)s")
     add("--interface", choices=("auto", "asgi3", "asgi2", "wsgi"), default=Config.interface)
     add("--lifespan", choices=("auto", "on", "off"), default=Config.lifespan)
     add("--root-path", default=Config.root_path, help="the prefix a proxy mounted the app at")
-    add("--max-connections", type=int, default=Config.max_connections, help="past it, 503")
-    for name in (
-        "idle_timeout",
-        "request_timeout",
-        "graceful_timeout",
-        "ws_ping_interval",
-        "ws_ping_timeout",
-    ):
-        add(
-            "--" + name.replace("_", "-"),
-            type=float,
-            default=getattr(Config, name),
-            help="seconds (default %(default)s)",
-        )
-    add(
-        "--ws-max-size", type=int, default=Config.ws_max_size, help="bytes in one WebSocket message"
-    )
-    add("--wsgi-threads", type=int, default=Config.wsgi_threads, help="threads for a WSGI app")
+    # The rest from the Config dataclass (servers/cli.py): types and defaults from one place.
+    seconds = "idle_timeout request_timeout graceful_timeout ws_ping_interval ws_ping_timeout"
+    options = [("max_connections", "past it, 503"), *((n, "seconds") for n in seconds.split())]
+    options += [("ws_max_size", "bytes in one WebSocket message")]
+    add_config_options(parser, Config, [*options, ("wsgi_threads", "threads for a WSGI app")])
     args = parser.parse_args(argv)
     if args.max_connections < 1 or args.wsgi_threads < 1 or args.ws_max_size < 1:
         parser.error("--max-connections, --wsgi-threads and --ws-max-size must be at least 1")

@@ -14,20 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = [
-    "ASGIApp",
-    "AnyApp",
-    "ClientDisconnected",
-    "ContractError",
-    "Message",
-    "Receive",
-    "Scope",
-    "Send",
-    "checked_headers",
-    "describe",
-    "type_name",
-]
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,6 +44,11 @@ def type_name(value: object) -> str:
     return type(value).__name__ + (f" {shown}" if len(shown) <= 40 else "")
 
 
+def invalid(where: str, expected: str, value: object) -> ContractError:
+    """The error for a field of the wrong type: where it is, what was expected, what came."""
+    return ContractError(f"{where}: expected {expected}, got {type_name(value)}")
+
+
 def describe(message: Message) -> str:
     """A message (or scope) as --trace prints it: every field, bodies as ``<N bytes>``."""
     parts = []
@@ -79,9 +70,7 @@ def checked_headers(value: object, where: str) -> list[tuple[bytes, bytes]]:
     # A list is the usual value and never one of the three: one type() check spares the
     # isinstance() of the rest (which costs more than checking two headers).
     if type(value) is not list and isinstance(value, _NOT_PAIRS):
-        raise ContractError(
-            f"{where}: expected a list of [name, value] pairs, got {type_name(value)}"
-        )
+        raise invalid(where, "a list of [name, value] pairs", value)
     headers = []
     try:
         for pair in value:  # type: ignore[attr-defined]
@@ -94,7 +83,5 @@ def checked_headers(value: object, where: str) -> list[tuple[bytes, bytes]]:
             # the app could still change it.
             headers.append(pair if type(pair) is tuple else (name, content))
     except (TypeError, ValueError):
-        raise ContractError(
-            f"{where}: expected [name, value] pairs of bytes, got {type_name(value)}"
-        ) from None
+        raise invalid(where, "[name, value] pairs of bytes", value) from None
     return headers

@@ -50,8 +50,6 @@ from .types import (
     ClientDisconnected,
     ContractError,
     Message,
-    Receive,
-    Send,
     checked_headers,
     describe,
     type_name,
@@ -234,11 +232,10 @@ class WebSocketProtocol(Connection):
 
     # -- the app's task ------------------------------------------------------------------------
     async def run(self) -> None:
-        receive: Receive = self.receive
-        send: Send = self.send
         if self.tracer.enabled:
-            receive, send = self.traced(receive, send)
-            self.trace_asgi("<", f"scope {describe(self.scope)}")
+            receive, send = self.traced(self.scope, self.receive, self.send)
+        else:
+            receive, send = self.receive, self.send
         try:
             result = await self.server.app(self.scope, receive, send)
             if result is not None:
