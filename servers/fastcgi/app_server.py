@@ -272,9 +272,10 @@ class WorkerPool:
     # -- the threads ----------------------------------------------------------------------
     def _wake(self, count: int) -> None:
         """Wake ``count`` followers (the lock is held), starting the threads that are
-        missing, up to ``size`` + 1 in all. The pool grows with the load and keeps what it
-        grew, as flup's and Apache's worker pools do: a server that never has two requests
-        at once runs on one thread, and lesson 5 can count a thread per waiting request."""
+        missing, up to ``size`` + 1 in all. The pool grows with the load, as flup's does
+        (flup also ends threads that stay idle; ours keeps them, which is simpler): a server
+        that never has two requests at once runs on one thread, and lesson 5 can count a
+        thread per waiting request."""
         woken = min(count, self._waiting)
         self._waiting -= woken
         self._followers.notify(woken)
