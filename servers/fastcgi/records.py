@@ -492,9 +492,6 @@ _MANAGEMENT_TYPES = frozenset(
 
 def _decode(record_type: int, request_id: int, content: bytes) -> Record:
     """Every record but a stream record of a request (next_record makes those itself)."""
-    stream_class = _STREAM_CLASSES.get(record_type)
-    if stream_class is not None and request_id != FCGI_NULL_REQUEST_ID:
-        return stream_class(request_id, content)
     management = record_type in _MANAGEMENT_TYPES
     if management != (request_id == FCGI_NULL_REQUEST_ID) and 1 <= record_type <= 11:
         # §3.3: management records use id 0, application records never do.
