@@ -155,11 +155,14 @@ def allowed_addresses() -> frozenset[str] | None:
 def kernel_timeouts(sock: socket.socket, seconds: float) -> None:
     """Bound every recv() and send() on ``sock`` by ``seconds``, with the kernel's timers.
 
-    ``sock.settimeout()`` would do the same in Python's way: a poll() before every recv()
-    and send(), two system calls (and two trips through the GIL) where one does, on every
-    request. SO_RCVTIMEO and SO_SNDTIMEO (socket(7)) make the blocking call itself give
-    up: it fails with EAGAIN, which Python raises as BlockingIOError, and that is the
-    timeout."""
+    The pool reads a connection only when epoll says bytes are there, so it is the sends
+    that this bounds (a web server that stops reading our answers), and the rare recv()
+    woken for nothing. ``sock.settimeout()`` would do the same in Python's way: a poll()
+    before every recv() and send(), two system calls (and two trips through the GIL) where
+    one does, on every request. SO_RCVTIMEO and SO_SNDTIMEO (socket(7)) make the blocking
+    call itself give up: it fails with EAGAIN, which Python raises as BlockingIOError, and
+    that is the timeout. A record stalled half-way is the watch thread's to find
+    (Connection.expire)."""
     interval = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))  # a timeval
     sock.settimeout(None)  # blocking: the calls wait in the kernel, never in poll()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
@@ -639,7 +642,6 @@ class Connection:
         self.server.tracer.closed(self.cid, f"({reason})")
         self.server.records.forget(self.cid)
         self.server.forget(self)
-        self.server.pool.forget(self)
         self.sock.close()
 
 
@@ -739,8 +741,10 @@ class ApplicationServer:
             self.pool.watch(connection)
 
     def forget(self, connection: Connection) -> None:
+        """A connection about to close leaves both registers: ours, and the pool's epoll."""
         with self._lock:
             self.connections.discard(connection)
+        self.pool.forget(connection)
 
     def _expire_stalled(self, now: float) -> None:
         with self._lock:
