@@ -25,9 +25,13 @@ from dataclasses import dataclass
 from typing import IO
 
 from .http import NEED_DATA, Data, Request, ServerConnection
-from .http.grammar import OWS, TOKEN
+from .http.grammar import FORBIDDEN_IN_VALUE, OWS, TOKEN
 
 __all__ = [
+    "HOP_BY_HOP",
+    "WSGI_BAD_VALUE",
+    "WSGI_STATUS",
+    "WSGI_TOKEN",
     "BadGateway",
     "CgiResponse",
     "Peer",
@@ -207,7 +211,7 @@ _STATUS = re.compile(rb"([1-9][0-9]{2})(?: (.*))?")
 # on both sides, and a CR before the LF is allowed. The value is matched greedily and its
 # trailing OWS cut afterwards: a lazy ``(.*?)[ \t]*`` would try to end the match at every
 # byte, three times the cost, and this runs on every line of every response.
-_FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?")
+_FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^" + FORBIDDEN_IN_VALUE + rb"]*)\r?")
 _FIELD_SHAPE = re.compile(rb"(" + TOKEN + rb"):.*")  # for the error message only
 
 
@@ -259,6 +263,22 @@ def parse_cgi_response(head: bytes) -> CgiResponse:
     if location is None and not has_type:
         raise BadGateway("neither Content-Type nor Location (§6.2: one of them is required)")
     return CgiResponse(status, reason, tuple(headers), has_length=has_length)
+
+
+# ======================================================================================
+# What a WSGI application's start_response() may say (PEP 3333), as str
+# ======================================================================================
+# Both WSGI hosts check them: servers/wsgi.py and the FastCGI application server's
+# (fastcgi/responder.py). The rules are the HTTP core's grammar, for str instead of bytes.
+WSGI_TOKEN = re.compile(TOKEN.decode("ascii"))
+WSGI_BAD_VALUE = re.compile("[" + FORBIDDEN_IN_VALUE.decode("ascii") + "]")
+WSGI_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x1f\x7f]*")  # "200 OK": 3 digits, a reason
+# PEP 3333 "Other HTTP Features": hop-by-hop headers belong to the server's connection,
+# never to the app.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers"}
+    | {"transfer-encoding", "upgrade"}
+)
 
 
 # ======================================================================================

@@ -43,7 +43,6 @@ import importlib
 import io
 import os
 import queue
-import re
 import select
 import signal
 import socket
@@ -58,7 +57,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .cli import add_config_options, base_parser, ready_line
-from .gateway import http_variables
+from .gateway import HOP_BY_HOP, WSGI_BAD_VALUE, WSGI_STATUS, WSGI_TOKEN, http_variables
 from .http import (
     NEED_DATA,
     Data,
@@ -399,22 +398,6 @@ def _receive_event(client: Client, tracer: Tracer) -> object:
 # One request, one call of the application (PEP 3333): the per-request state
 # ======================================================================================
 _END = EndOfMessage()  # the same for every response (the core keeps one too)
-_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x1f\x7f]*")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# PEP 3333 "Other HTTP Features": hop-by-hop headers are the server's, never the app's.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # An app sends the same few header lines again and again (Content-Type: text/html...):
 # each is checked once, then found here, already encoded. Like the core's own cache, it
 # stops growing at 4096 lines, so an app that echoes what clients send cannot fill memory.
@@ -424,12 +407,12 @@ _CHECKED: dict[tuple[str, str], Checked] = {}
 
 def _check_header(name: str, value: str) -> Checked:
     """PEP 3333 "The start_response() Callable": what a header line may be, or ValueError."""
-    if not _TOKEN.fullmatch(name):
+    if not WSGI_TOKEN.fullmatch(name):
         raise ValueError(f"header name {name!r} is not an RFC 9110 token")
-    if _BAD_VALUE.search(value):
+    if WSGI_BAD_VALUE.search(value):
         raise ValueError(f"header {name}: CR, LF and control characters are not allowed")
     lower = name.lower()
-    if lower in _HOP_BY_HOP:
+    if lower in HOP_BY_HOP:
         raise ValueError(f"hop-by-hop header {name!r}: it belongs to the server")
     try:  # the encoding is the latin-1 check
         checked = (name.encode("latin-1"), value.encode("latin-1")), lower == "content-length"
@@ -520,7 +503,7 @@ class Exchange:
         # exc_info fatal even when the first was refused; an app that caught our ValueError
         # and retried with other headers would otherwise answer as if nothing had happened.
         self.started = True
-        if type(status) is not str or not _STATUS.fullmatch(status):
+        if type(status) is not str or not WSGI_STATUS.fullmatch(status):
             raise ValueError(f"expected a status like '200 OK' (str), got {status!r}")
         if type(headers) is not list:
             raise TypeError(f"expected the headers as a list, got {type(headers).__name__}")

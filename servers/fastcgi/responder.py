@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
+from ..gateway import HOP_BY_HOP, WSGI_BAD_VALUE, WSGI_STATUS, WSGI_TOKEN
 from .records import RecordType
 
 if TYPE_CHECKING:
@@ -302,16 +302,6 @@ class WSGIError(Exception):
     """The application broke PEP 3333 (STYLE rule 9: say what was expected, and what came)."""
 
 
-# PEP 3333 "Other HTTP Features": these belong to the server's connection, never the app.
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers"}
-    | {"transfer-encoding", "upgrade"}
-)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x1f\x7f]*")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
 class WSGIHost:
     """A WSGI application as a responder, the way flup's WSGIServer hosted one.
 
@@ -435,7 +425,7 @@ class _Reply:
 
 def _checked(status: object, headers: object) -> tuple[str, list[tuple[str, str]]]:
     """PEP 3333 "The start_response() Callable", checked while the app can still be blamed."""
-    if not isinstance(status, str) or not _STATUS.fullmatch(status):
+    if not isinstance(status, str) or not WSGI_STATUS.fullmatch(status):
         raise WSGIError(f"status {status!r}; expected a str such as '200 OK'")
     if type(headers) is not list:
         raise WSGIError(f"headers of type {type(headers).__name__}; expected a list")
@@ -444,11 +434,11 @@ def _checked(status: object, headers: object) -> tuple[str, list[tuple[str, str]
         if not (isinstance(header, tuple) and len(header) == 2):
             raise WSGIError(f"header {header!r}; expected a (name, value) tuple")
         name, value = header
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not WSGI_TOKEN.fullmatch(name):
             raise WSGIError(f"header name {name!r}; expected a token")
-        if not isinstance(value, str) or _CONTROL.search(value):
+        if not isinstance(value, str) or WSGI_BAD_VALUE.search(value):
             raise WSGIError(f"header {name} value {value!r}; expected a str without controls")
-        if name.lower() in _HOP_BY_HOP:
+        if name.lower() in HOP_BY_HOP:
             raise WSGIError(f"hop-by-hop header {name}: that is the server's business")
         if name.lower() == "status":
             raise WSGIError("a 'Status' header; the status is start_response()'s first argument")

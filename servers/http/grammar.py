@@ -24,6 +24,11 @@ TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 TOKEN = TCHAR + rb"+"
 token_re = re.compile(TOKEN)
 
+# RFC 9110 §5.5: field-value = *field-content, made of VCHAR, SP, HTAB and obs-text
+#   (%x80-FF). Anything else (NUL, CR, LF, the other controls, DEL) is forbidden: these
+#   bytes, as the body of a character class, for every pattern below that needs them.
+FORBIDDEN_IN_VALUE = rb"\x00-\x08\x0a-\x1f\x7f"
+
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
 #   One SP exactly between the parts (§3 allows a server to be lenient here; we are not:
 #   whitespace tricks are how two parsers end up disagreeing). The target is matched as
@@ -42,7 +47,7 @@ field_line_re = re.compile(rb"(?P<name>" + TOKEN + rb"):(?P<value>.*)", re.DOTAL
 # The same grammar for a whole header section at once: every line a token, a colon, and a
 #   value free of forbidden bytes, each ended by CRLF. Matching it in one call is the fast
 #   path; when it fails, the lines are checked one by one to report the exact fault.
-field_lines_re = re.compile(rb"(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
+field_lines_re = re.compile(rb"(?:" + TOKEN + rb":[^" + FORBIDDEN_IN_VALUE + rb"]*\r\n)*")
 
 # A whole request head in origin-form, request line and field lines, each ended by CRLF
 #   (the final empty line excluded): the two rules above in one pass. It admits only
@@ -51,13 +56,12 @@ field_lines_re = re.compile(rb"(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n
 #   groups are read in this order with one match.groups() (readers.py, _parse_fast).
 head_re = re.compile(
     rb"(?P<method>" + TOKEN + rb") (?P<target>/[\x21-\x7e]*) HTTP/1\.(?P<minor>[0-9])\r\n"
-    rb"(?P<fields>(?:" + TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*)"
+    rb"(?P<fields>(?:" + TOKEN + rb":[^" + FORBIDDEN_IN_VALUE + rb"]*\r\n)*)"
 )
 
-# RFC 9110 §5.5: field-value = *field-content, made of VCHAR, SP, HTAB and obs-text
-#   (%x80-FF). Anything else (NUL, CR, LF, the other controls, DEL) is forbidden. We find a
-#   forbidden byte with one search instead of matching the whole grammar.
-forbidden_in_value_re = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9110 §5.5 again: we find a forbidden byte with one search instead of matching the
+#   whole grammar.
+forbidden_in_value_re = re.compile(rb"[" + FORBIDDEN_IN_VALUE + rb"]")
 
 # RFC 9110 §5.6.3: OWS = *( SP / HTAB ). Only these two bytes are whitespace in HTTP;
 #   bytes.strip() would also strip \x0b, \x0c and \x1c-\x1f, so we never call it bare.
