@@ -84,6 +84,11 @@ class HttpError(Exception):
         self.status = status
 
 
+def _not_cgi(error: Exception) -> HttpError:
+    """What the parser or the core refused in the application's response: 502, with why."""
+    return HttpError(502, f"the application's response is not CGI: {error}")
+
+
 class Retry(Exception):
     """The request never reached an application; it may go again on a new connection."""
 
@@ -307,7 +312,7 @@ class Exchange:
                 # A head the core refuses: 502. A body that is not its Content-Length has
                 # put the core in ERROR: the client's connection is closed, as it is when
                 # the mismatch shows after the head left (see ClientConnection._failed).
-                raise HttpError(502, f"the application's response is not CGI: {error}") from None
+                raise _not_cgi(error) from None
             self.client.send(whole)
             return
         self.client.send(self.client.conn.send(EndOfMessage()))
@@ -341,7 +346,7 @@ class Exchange:
         try:
             reply = parse_cgi_response(whole[: end[0]])
         except BadGateway as error:
-            raise HttpError(502, f"the application's response is not CGI: {error}") from None
+            raise _not_cgi(error) from None
         if reply.local_redirect is not None:
             self.redirect = reply.local_redirect
             return
@@ -367,7 +372,7 @@ class Exchange:
         try:
             head = conn.send(Response(reply.status, reply.headers, reply.reason))
         except LocalProtocolError as error:  # e.g. a header the core refuses to send
-            raise HttpError(502, f"the application's response is not CGI: {error}") from None
+            raise _not_cgi(error) from None
         self.client.send(head + conn.send(Data(rest)) if rest else head)
 
     # -- a client that left --------------------------------------------------------------
